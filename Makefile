@@ -1,0 +1,39 @@
+# ctrlic — everyday commands. `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+DEMO_DIR ?= outputs/demo
+
+.PHONY: help install demo test test-slow lint bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install ctrlic with its pinned dependencies
+
+demo: install  ## train a tiny Cheng2020-attn on the bundled images, sweep it, plot the RD curve
+	$(PY) run.py experiment=demo hydra.run.dir=$(DEMO_DIR)
+	@echo "results: $(DEMO_DIR)/results.json"
+	@echo "RD plot: $(DEMO_DIR)/rd.png"
+
+test: install  ## the default test suite (fast, CPU)
+	$(PY) -m pytest -q
+
+test-slow: install  ## the long tests: paper-size models
+	$(PY) -m pytest -q -m slow
+
+lint: install  ## ruff
+	$(VENV)/bin/ruff check ctrlic tests benchmarks run.py
+
+bench: install  ## CPU benchmarks, JSON under benchmarks/results
+	$(PY) -m benchmarks.run_all
+
+clean:  ## remove run outputs (not the venv)
+	rm -rf outputs multirun

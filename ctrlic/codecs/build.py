@@ -1,0 +1,113 @@
+"""Build codecs from config, and write/read the self-contained exported codec file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ctrlic.codecs.checkpoint import CheckpointError, load_weights, read_checkpoint
+from ctrlic.codecs.codec import Codec
+
+#: backbone-config keys that choose weights rather than architecture (excluded from the config hash)
+WEIGHT_KEYS = ("checkpoint", "expects_checkpoint")
+EXPORT_FORMAT = "ctrlic-codec/1"
+#: attribute under which Lightning modules hold their Codec
+CODEC_ATTR = "model"
+
+
+def _plain(cfg: Mapping | DictConfig | None) -> dict:
+    if cfg is None:
+        return {}
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def architecture(backbone_cfg: Mapping, control_cfg: Mapping | None = None) -> dict:
+    """The architecture part of the config: backbone constructor (size resolved) and control scheme."""
+    backbone = _plain(backbone_cfg)
+    sizes = backbone.pop("sizes", {}) or {}
+    size = backbone.pop("size", None)
+    if size is not None:
+        if size not in sizes:
+            raise ValueError(f"backbone.size={size!r} is not defined; choose one of {', '.join(sizes)}")
+        backbone.update(sizes[size])
+    for key in WEIGHT_KEYS:
+        backbone.pop(key, None)
+    name = backbone.pop("name")
+    return {"name": name, "size": size, "backbone": backbone, "control": _plain(control_cfg) or None}
+
+
+def build_from_architecture(arch: Mapping) -> Codec:
+    """Instantiate backbone and control scheme from an ``architecture()`` dict."""
+    backbone = hydra.utils.instantiate(arch["backbone"], _convert_="all")
+    control = hydra.utils.instantiate(arch["control"], _convert_="all") if arch.get("control") else None
+    return Codec(backbone, control, name=arch["name"], arch=arch)
+
+
+def build_codec(backbone_cfg: Mapping, control_cfg: Mapping | None = None) -> Codec:
+    """Build a codec from the ``backbone`` and ``control`` config groups, loading pretrained weights.
+
+    ``backbone.checkpoint`` (path, URL or ``zoo:``) is loaded strictly into the backbone before the
+    control scheme attaches. Without one, an experiment that builds on a trained model
+    (``backbone.expects_checkpoint: true``) warns loudly and starts from random weights.
+    """
+    plain = _plain(backbone_cfg)
+    arch = architecture(plain, control_cfg)
+    backbone = hydra.utils.instantiate(arch["backbone"], _convert_="all")
+    checkpoint = plain.get("checkpoint")
+    if checkpoint:
+        load_weights(backbone, checkpoint)
+    elif plain.get("expects_checkpoint"):
+        warnings.warn(
+            f"\n{'!' * 78}\n  backbone.checkpoint is not set: this experiment builds on a trained "
+            f"{arch['name']} but starts\n  from RANDOM weights. Set backbone.checkpoint=PATH|URL for real results.\n"
+            f"{'!' * 78}", stacklevel=2)
+    control = hydra.utils.instantiate(arch["control"], _convert_="all") if arch.get("control") else None
+    return Codec(backbone, control, name=arch["name"], arch=arch)
+
+
+def export_codec(codec: Codec, path: str | Path) -> Path:
+    """Write a self-contained codec file: architecture, weights with CDF tables, fingerprint."""
+    codec.prepare()
+    payload = {
+        "format": EXPORT_FORMAT,
+        "arch": codec.arch,
+        "state_dict": codec.backbone.state_dict(),
+        "fingerprint": codec.fingerprint.hex(),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_codec(source: str | Path | Mapping) -> Codec:
+    """Load an exported codec file or a ctrlic training checkpoint, without the training config."""
+    obj = read_checkpoint(source) if isinstance(source, str | Path) else source
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: not a ctrlic codec or checkpoint")
+    arch = obj.get("arch") or (obj.get("ctrlic") or {}).get("arch")
+    if arch is None:
+        raise CheckpointError(
+            f"{source}: not a ctrlic codec or checkpoint (no architecture inside; it holds "
+            f"{', '.join(map(repr, list(obj)[:6]))}). Plain weights load with backbone.checkpoint=...")
+    codec = build_from_architecture(arch)
+    if "ctrlic" in obj:  # a Lightning training checkpoint: keep the codec's weights only
+        prefix = f"{CODEC_ATTR}.backbone."
+        obj = {k[len(prefix):]: v for k, v in obj["state_dict"].items() if k.startswith(prefix)}
+    load_weights(codec.backbone, obj)
+    codec.prepare()
+    expected = obj.get("fingerprint")
+    if expected and codec.fingerprint.hex() != expected:
+        raise CheckpointError(f"{source}: weights fingerprint {codec.fingerprint.hex()} does not match the "
+                              f"recorded {expected}; the file is corrupted")
+    return codec

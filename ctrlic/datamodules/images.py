@@ -1,0 +1,381 @@
+"""Image folders as a LightningDataModule: random training crops and full-image evaluation sets.
+
+Training data is a pure function of ``(seed, sample index)``, and the sampler derives sample indices
+from the optimizer step, rank and world size. So a resumed run continues the exact data order, and
+DDP with W ranks of batch b sees the same samples as one process with batch W*b.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ctrlic.datamodules.image_io import (
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    list_images,
+    load_rgb8,
+    to_tensor,
+    verify_image,
+)
+
+TRAIN_KEY = "data.train_dir"
+
+
+class DataConfigError(FileNotFoundError):
+    """A configured image folder is missing, empty or unreadable; the message names the config key."""
+
+
+class UnreadableImageWarning(UserWarning):
+    """Some image files could not be read and were skipped."""
+
+
+def _eval_key(name: str) -> str:
+    """Config key of an evaluation set, used to name it in messages."""
+    return f"data.eval_sets.{name}"
+
+
+def _hint(key: str) -> str:
+    """The fix to suggest for a bad folder setting."""
+    return f"set {key}=/path/to/images"
+
+
+def _image_folder(key: str, folder: str | os.PathLike) -> tuple[Path, list[Path]]:
+    """Resolve a configured folder and list its images, or raise DataConfigError naming ``key``."""
+    root = Path(folder).expanduser().resolve()
+    shown = f"'{root}'" + (f" (given as '{folder}')" if str(folder) != str(root) else "")
+    if not root.exists():
+        raise DataConfigError(f"{key}: folder {shown} does not exist — {_hint(key)}")
+    if not root.is_dir():
+        raise DataConfigError(f"{key}: {shown} is not a folder — {_hint(key)}")
+    files = list_images(root)
+    if not files:
+        raise DataConfigError(
+            f"{key}: folder {shown} has no images (searched recursively for {' '.join(IMAGE_SUFFIXES)})"
+            f" — {_hint(key)}"
+        )
+    return root, files
+
+
+def _subset(files: list[Path], fraction: float, seed: int) -> list[Path]:
+    """A seeded share of the files (at least one), kept in sorted order; nested across fractions."""
+    if fraction >= 1.0:
+        return files
+    k = max(1, round(fraction * len(files)))
+    keep = np.random.default_rng(seed).permutation(len(files))[:k]
+    return [files[i] for i in sorted(keep)]
+
+
+def _pad_to(arr: np.ndarray, size: int) -> np.ndarray:
+    """Pad an HxWx3 image at the bottom/right to at least size x size (reflect, edge if too small)."""
+    h, w = arr.shape[:2]
+    ph, pw = max(0, size - h), max(0, size - w)
+    if not ph and not pw:
+        return arr
+    mode = "reflect" if ph < h and pw < w else "edge"
+    return np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode=mode)
+
+
+def center_crop(arr: np.ndarray, size: int) -> np.ndarray:
+    """Central size x size window of an HxWx3 image; a side shorter than ``size`` is kept whole."""
+    h, w = arr.shape[:2]
+    ch, cw = min(size, h), min(size, w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return arr[top:top + ch, left:left + cw]
+
+
+class RandomCrops(Dataset):
+    """Map-style training set: item ``i`` is a random crop fully determined by ``(seed, i)``.
+
+    ``np.random.default_rng([seed, i])`` picks the file and the crop offset (no flips). Images
+    smaller than the crop are padded. A file that fails to decode is replaced by the next readable
+    one (with one warning per file), so a bad file never stops training. Each worker keeps an LRU
+    cache of ``cache_size`` decoded images, since training sets here are small.
+    """
+
+    #: nominal length: training is bounded by optimizer steps, not epochs
+    LENGTH = 2**31 - 1
+
+    def __init__(self, files: Sequence[Path], crop_size: int, seed: int = 0, cache_size: int = 64) -> None:
+        if not files:
+            raise ValueError("RandomCrops needs at least one image file")
+        self.files = list(files)
+        self.crop_size = crop_size
+        self.seed = seed
+        self.cache_size = cache_size
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return self.LENGTH
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < self.LENGTH:
+            raise IndexError(f"sample index {index} out of range [0, {self.LENGTH})")
+        rng = np.random.default_rng([self.seed, index])
+        img = _pad_to(self._image(int(rng.integers(len(self.files)))), self.crop_size)
+        c = self.crop_size
+        top = int(rng.integers(img.shape[0] - c + 1))
+        left = int(rng.integers(img.shape[1] - c + 1))
+        return to_tensor(img[top:top + c, left:left + c])
+
+    def _image(self, first: int) -> np.ndarray:
+        """Decoded file ``first``, or the next readable one after it (deterministic fallback)."""
+        n = len(self.files)
+        for k in ((first + t) % n for t in range(n)):
+            if k in self._bad:
+                continue
+            try:
+                return self._decoded(k)
+            except ImageReadError as err:
+                self._bad.add(k)
+                warnings.warn(f"{err}; using the next training image instead", UnreadableImageWarning,
+                              stacklevel=2)
+        raise RuntimeError(f"none of the {n} training images can be decoded")
+
+    def _decoded(self, k: int) -> np.ndarray:
+        """Decoded file ``k`` through the LRU cache."""
+        if k in self._cache:
+            self._cache.move_to_end(k)
+            return self._cache[k]
+        arr, _ = load_rgb8(self.files[k])
+        self._cache[k] = arr
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return arr
+
+
+class ResumableSampler(Sampler[int]):
+    """Global sample indices by optimizer step, so resumed runs and DDP ranks see the right samples.
+
+    At step ``s`` (from ``start_step``), rank ``r`` of ``world_size`` yields
+    ``(s * world_size + r) * batch_size + k`` for ``k < batch_size``. The union of one step's
+    batches over all ranks is therefore the single-process batch of size ``world_size * batch_size``.
+    Without ``max_steps`` it never ends and has no length (the Trainer's ``max_steps`` stops training).
+    """
+
+    def __init__(self, batch_size: int, start_step: int = 0, rank: int = 0, world_size: int = 1,
+                 max_steps: int | None = None) -> None:
+        super().__init__()
+        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size or start_step < 0:
+            raise ValueError(f"invalid sampler settings: batch_size={batch_size}, start_step={start_step},"
+                             f" rank={rank}, world_size={world_size}")
+        if max_steps is not None and max_steps < start_step:
+            raise ValueError(f"max_steps={max_steps} is before start_step={start_step}")
+        self.batch_size = batch_size
+        self.start_step = start_step
+        self.rank = rank
+        self.world_size = world_size
+        self.max_steps = max_steps
+
+    def __iter__(self) -> Iterator[int]:
+        steps = (itertools.count(self.start_step) if self.max_steps is None
+                 else range(self.start_step, self.max_steps))
+        b = self.batch_size
+        for s in steps:
+            first = (s * self.world_size + self.rank) * b
+            yield from range(first, first + b)
+
+    def __len__(self) -> int:
+        if self.max_steps is None:
+            # Lightning reads this TypeError as "no length"; its distributed-sampler wrapper cannot.
+            raise TypeError("ResumableSampler without max_steps is unbounded; build the Trainer with"
+                            " use_distributed_sampler=False (the sampler shards by rank itself)")
+        return (self.max_steps - self.start_step) * self.batch_size
+
+
+class EvalImages(Dataset):
+    """Full evaluation images (optionally center-cropped) as ``{"x": CHW tensor, "name": str}``.
+
+    ``name`` is the path relative to ``root`` without suffix, e.g. ``"kodim01"``. Decoding errors are
+    raised (naming the file) rather than skipped, so metrics never silently cover other images.
+    """
+
+    def __init__(self, files: Sequence[Path], root: Path, crop: int | None = None) -> None:
+        self.files = list(files)
+        self.names = [f.relative_to(root).with_suffix("").as_posix() for f in self.files]
+        self.crop = crop
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        arr, _ = load_rgb8(self.files[index])
+        if self.crop is not None:
+            arr = center_crop(arr, self.crop)
+        return {"x": to_tensor(arr), "name": self.names[index]}
+
+
+def _check_int(key: str, value: int | None, minimum: int, optional: bool = False) -> None:
+    """Reject a non-integer or too small setting, naming its config key."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{key} must be an integer >= {minimum}" + (" or null" if optional else "")
+                         + f", got {value!r}")
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Training crops from ``train_dir`` and named evaluation sets, configured under ``data:``.
+
+    Trainer requirements: ``use_distributed_sampler=False`` (:class:`ResumableSampler` shards by
+    rank itself) and ``accumulate_grad_batches=1``. The sample offset is ``trainer.global_step``, so
+    the LightningModule must make one optimizer step per training batch (automatic optimization,
+    or manual optimization stepping one Lightning optimizer per batch). The training loader has no
+    length, so validate every N steps: ``val_check_interval=N`` with ``check_val_every_n_epoch=None``.
+    Under DDP every rank evaluates all validation/evaluation images.
+    """
+
+    def __init__(
+        self,
+        train_dir: str | os.PathLike | None = None,
+        eval_sets: Mapping[str, str | os.PathLike] | None = None,
+        crop_size: int = 256,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        val_set: str | None = None,
+        val_crop: int | None = None,
+        eval_crop: int | None = None,
+        eval_limit: int | None = None,
+        val_limit: int | None = None,
+        fraction: float = 1.0,
+    ) -> None:
+        super().__init__()
+        _check_int("data.crop_size", crop_size, 1)
+        _check_int("data.batch_size", batch_size, 1)
+        _check_int("data.num_workers", num_workers, 0)
+        _check_int("data.seed", seed, 0)
+        for key, value in (("val_crop", val_crop), ("eval_crop", eval_crop),
+                           ("eval_limit", eval_limit), ("val_limit", val_limit)):
+            _check_int(f"data.{key}", value, 1, optional=True)
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"data.fraction must be in (0, 1], got {fraction!r}")
+        self.eval_sets = {str(name): str(folder) for name, folder in (eval_sets or {}).items()}
+        if val_set is not None and val_set not in self.eval_sets:
+            raise ValueError(f"data.val_set: {val_set!r} is not one of data.eval_sets"
+                             f" ({', '.join(self.eval_sets) or 'none configured'})")
+        self.val_set = val_set if val_set is not None else next(iter(self.eval_sets), None)
+        self.crop_size = crop_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.val_crop = val_crop
+        self.eval_crop = eval_crop
+        self.eval_limit = eval_limit
+        self.val_limit = val_limit
+        self.fraction = fraction
+
+        # per config key: resolved folder, number of images found, files in use (before the check)
+        self._roots: dict[str, Path] = {}
+        self._found: dict[str, int] = {}
+        self._files: dict[str, list[Path]] = {}
+        self._unreadable: dict[str, list[str]] = {}
+        if train_dir is not None:
+            self._add(TRAIN_KEY, train_dir, fraction)
+        for name, folder in self.eval_sets.items():
+            self._add(_eval_key(name), folder, 1.0)
+
+    def _add(self, key: str, folder: str | os.PathLike, fraction: float) -> None:
+        """List a configured folder (raising DataConfigError now, not at first use) and keep a share."""
+        root, files = _image_folder(key, folder)
+        self._roots[key], self._found[key] = root, len(files)
+        self._files[key] = _subset(files, fraction, self.seed)
+
+    def _readable(self, *keys: str) -> list[list[Path]]:
+        """Files of each set that pass a header check; new failures are reported in ONE warning."""
+        reports = []
+        for key in keys:
+            if key in self._unreadable:
+                continue
+            good, bad = [], []
+            for f in self._files[key]:
+                try:
+                    verify_image(f)
+                    good.append(f)
+                except ImageReadError as err:
+                    bad.append(f"{f.relative_to(self._roots[key]).as_posix()} ({err.why})")
+            if not good:
+                raise DataConfigError(f"{key}: none of the {len(bad)} images in '{self._roots[key]}' can be"
+                                      f" read, e.g. {bad[0]} — {_hint(key)}")
+            self._files[key], self._unreadable[key] = good, bad
+            if bad:
+                reports.append(f"{key} ('{self._roots[key]}'): {', '.join(bad)}")
+        if reports:
+            warnings.warn("skipping unreadable image files: " + "; ".join(reports), UnreadableImageWarning,
+                          stacklevel=3)
+        return [self._files[key] for key in keys]
+
+    def train_dataloader(self) -> DataLoader:
+        """Infinite loader of random crops, continuing at the trainer's global step (resume-safe)."""
+        if TRAIN_KEY not in self._files:
+            raise DataConfigError(f"{TRAIN_KEY} is not set — {_hint(TRAIN_KEY)}")
+        (files,) = self._readable(TRAIN_KEY)
+        step, rank, world_size = 0, 0, 1
+        if self.trainer is not None:
+            if self.trainer.accumulate_grad_batches != 1:
+                raise ValueError("ImageDataModule needs Trainer(accumulate_grad_batches=1): sample indices"
+                                 " follow trainer.global_step, which counts optimizer steps, not batches")
+            step, rank, world_size = self.trainer.global_step, self.trainer.global_rank, self.trainer.world_size
+        sampler = ResumableSampler(self.batch_size, start_step=step, rank=rank, world_size=world_size)
+        return DataLoader(
+            RandomCrops(files, self.crop_size, self.seed),
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _eval_loader(self, name: str, files: list[Path], crop: int | None, limit: int | None,
+                     persistent: bool = False) -> DataLoader:
+        """Batch-1 loader of full (or center-cropped) images of one evaluation set."""
+        dataset = EvalImages(files[:limit], self._roots[_eval_key(name)], crop)
+        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=self.num_workers,
+                          persistent_workers=persistent and self.num_workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        """The ``val_set`` images, batch 1, cropped by ``val_crop`` and limited by ``val_limit``."""
+        if self.val_set is None:
+            raise DataConfigError("data.eval_sets is empty: validation needs one,"
+                                  " e.g. data.eval_sets={kodak:/path/to/kodak}")
+        (files,) = self._readable(_eval_key(self.val_set))
+        return self._eval_loader(self.val_set, files, self.val_crop, self.val_limit, persistent=True)
+
+    def eval_dataloaders(self) -> dict[str, DataLoader]:
+        """Every evaluation set by name, batch 1, cropped by ``eval_crop`` and limited by ``eval_limit``."""
+        names = list(self.eval_sets)
+        checked = self._readable(*map(_eval_key, names))
+        return {name: self._eval_loader(name, files, self.eval_crop, self.eval_limit)
+                for name, files in zip(names, checked, strict=True)}
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """:meth:`eval_dataloaders` as a list; ``dataloader_idx`` follows the order of ``eval_sets``."""
+        return list(self.eval_dataloaders().values())
+
+    def describe(self) -> dict[str, Any]:
+        """Resolved folders and image counts per set (for ``task=info``); checks every file's header."""
+        self._readable(*self._files)
+
+        def entry(key: str, limit: int | None) -> dict[str, Any]:
+            return {"path": str(self._roots[key]), "images": self._found[key],
+                    "used": len(self._files[key][:limit]), "unreadable": list(self._unreadable[key])}
+
+        train = entry(TRAIN_KEY, None) if TRAIN_KEY in self._files else None
+        if train is not None:
+            train["fraction"] = self.fraction
+        return {
+            "train": train,
+            "eval_sets": {name: entry(_eval_key(name), self.eval_limit) for name in self.eval_sets},
+            "val": None if self.val_set is None else {
+                "set": self.val_set, "used": len(self._files[_eval_key(self.val_set)][:self.val_limit])},
+        }

@@ -1,0 +1,46 @@
+"""Building the run's parts from the composed config."""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from ctrlic.codecs.build import build_codec
+from ctrlic.codecs.codec import Codec
+
+log = logging.getLogger("ctrlic")
+
+
+def codec_from_config(cfg: DictConfig) -> Codec:
+    return build_codec(cfg.backbone, cfg.get("control"))
+
+
+def _instantiate_group(group: DictConfig | None) -> list:
+    """Instantiate every entry of a dict-of-configs group (callbacks, logger), skipping nulls."""
+    if not group:
+        return []
+    return [hydra.utils.instantiate(c) for c in group.values() if c and "_target_" in c]
+
+
+def callbacks_from_config(cfg: DictConfig) -> list[L.Callback]:
+    return _instantiate_group(cfg.get("callbacks"))
+
+
+def loggers_from_config(cfg: DictConfig) -> list:
+    return _instantiate_group(cfg.get("logger"))
+
+
+def trainer_from_config(cfg: DictConfig, callbacks: list | None = None, loggers: list | None = None) -> L.Trainer:
+    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks or [], logger=loggers or False)
+
+
+def sweep_settings(cfg: DictConfig) -> dict:
+    """The RD sweep settings, shared by the end-of-training callback and ``task=eval``."""
+    node = cfg.callbacks.get("rd_sweep") if cfg.get("callbacks") else None
+    settings = OmegaConf.to_container(node, resolve=True) if node else {}
+    settings.pop("_target_", None)
+    settings.pop("output_dir", None)
+    return settings

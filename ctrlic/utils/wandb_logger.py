@@ -1,0 +1,23 @@
+"""W&B logger that works without an account and re-attaches to the same run after a requeue."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from lightning.pytorch.loggers import WandbLogger
+
+
+def run_id_for(run_dir: str | Path) -> str:
+    """A stable W&B run id derived from the run directory, so a requeued job continues its run."""
+    return hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def make_wandb_logger(project: str, save_dir: str, run_dir: str, group: str | None = None,
+                      **kwargs) -> WandbLogger:
+    """Offline mode unless an API key is configured (``WANDB_API_KEY`` or a ``wandb login``)."""
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (Path.home() / ".netrc").exists()
+    offline = os.environ.get("WANDB_MODE") == "offline" or not has_key
+    return WandbLogger(project=project, save_dir=save_dir, group=group, id=run_id_for(run_dir),
+                       resume="allow", offline=offline, **kwargs)

@@ -1,0 +1,41 @@
+"""Shared fixtures: the real CLI in a subprocess, and one tiny trained run reused by many tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*overrides: str, timeout: int = 600, check: bool = True, env: dict | None = None,
+            script: str = "run.py") -> subprocess.CompletedProcess:
+    """Run ``python run.py OVERRIDES`` from the repository root; fail with its output on error."""
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", "WANDB_SILENT": "true", **(env or {})}
+    proc = subprocess.run([sys.executable, script, *overrides], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(overrides)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+SMOKE = ("experiment=demo", "debug=smoke")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """``experiment=demo debug=smoke`` trained once: checkpoints, results.json, rd.png, bitstreams."""
+    out = tmp_path_factory.mktemp("smoke_run")
+    run_cli(*SMOKE, f"hydra.run.dir={out}")
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    torch.set_num_threads(2)
