@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from ctrlic.codecs.codec import Codec
 #: backbone-config keys that choose weights rather than architecture (excluded from the config hash)
 WEIGHT_KEYS = ("checkpoint", "expects_checkpoint")
 EXPORT_FORMAT = "ctrlic-codec/1"
+log = logging.getLogger("ctrlic")
 #: attribute under which Lightning modules hold their Codec
 CODEC_ATTR = "model"
 
@@ -64,10 +65,9 @@ def build_codec(backbone_cfg: Mapping, control_cfg: Mapping | None = None) -> Co
     if checkpoint:
         load_weights(backbone, checkpoint)
     elif plain.get("expects_checkpoint"):
-        warnings.warn(
-            f"\n{'!' * 78}\n  backbone.checkpoint is not set: this experiment builds on a trained "
-            f"{arch['name']} but starts\n  from RANDOM weights. Set backbone.checkpoint=PATH|URL for real results.\n"
-            f"{'!' * 78}", stacklevel=2)
+        log.warning("\n%s\n  backbone.checkpoint is not set: this experiment builds on a trained %s but starts\n"
+                    "  from RANDOM weights. Set backbone.checkpoint=PATH|URL for real results.\n%s",
+                    "!" * 78, arch["name"], "!" * 78)
     control = hydra.utils.instantiate(arch["control"], _convert_="all") if arch.get("control") else None
     return Codec(backbone, control, name=arch["name"], arch=arch)
 

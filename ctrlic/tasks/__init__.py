@@ -44,7 +44,7 @@ def run(cfg: DictConfig):
         if cfg.task == "eval":
             return evaluate(cfg, run_dir, REPO_DIR)
         if cfg.task == "info":
-            return info(cfg)
+            return info(cfg, run_dir)
         if cfg.task == "export":
             return export(cfg, run_dir)
     except Exception as err:

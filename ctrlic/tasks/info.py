@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 from rich.console import Console
@@ -21,7 +24,8 @@ def parameter_counts(codec: Codec, trainable_ids: set[int]) -> dict[str, dict[st
     return counts
 
 
-def info(cfg: DictConfig) -> dict:
+def info(cfg: DictConfig, run_dir: Path) -> dict:
+    """Print parameter counts, knobs and data paths; also write them to ``<run dir>/info.json``."""
     codec = codec_from_config(cfg)
     module = hydra.utils.instantiate(cfg.module, codec=codec, _convert_="all")
     trainable = {id(p) for p in module.parameters() if p.requires_grad}
@@ -39,4 +43,7 @@ def info(cfg: DictConfig) -> dict:
                                or "none (fixed rate)"))
     console.print(f"architecture: {codec.arch}")
     console.print(f"data: {data}")
-    return {"parameters": counts, "knobs": knobs, "data": data}
+    summary = {"codec": codec.name, "parameters": counts, "knobs": knobs, "data": data}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "info.json").write_text(json.dumps(summary, indent=2))
+    return summary

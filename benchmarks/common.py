@@ -1,0 +1,54 @@
+"""Helpers shared by the benchmark scripts: machine info, JSON output, running run.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+
+def machine_info() -> dict:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "compressai": metadata.version("compressai"),
+        "ctrlic_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                        text=True).stdout.strip(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def write_json(name: str, payload: dict, out_dir: Path = RESULTS_DIR) -> Path:
+    """Write ``<out_dir>/<name>.json`` with the machine info and the command that produced it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    payload = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine_info(), **payload}
+    path.write_text(json.dumps(payload, indent=2))
+    return path
+
+
+def run_py(*overrides: str, log: Path | None = None) -> float:
+    """Run ``python run.py OVERRIDES`` (raising with its log tail on failure); returns seconds taken."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "run.py", *overrides], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"run.py {' '.join(overrides)} failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - start

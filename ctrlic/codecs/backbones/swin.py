@@ -1,0 +1,91 @@
+"""Window self-attention helpers shared by the STF and TCM backbones (Swin, Liu et al., ICCV 2021).
+
+STF and TCM name their attention parameters differently (``attn.qkv`` / ``msa.embedding_layer``, …),
+so they share these functions, not modules. Feature maps are channels-last ``(B, H, W, C)``; windows
+are ``(B, nW, w², C)``. Maps are zero-padded to window multiples (as STF's Swin blocks do), so any
+size works; on sizes that the windows tile exactly the result is the unpadded computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def relative_position_index(window: int) -> Tensor:
+    """(w², w²) index of the relative offset (Δrow, Δcol) of two window positions, in [0, (2w−1)²)."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+    rel = coords[:, :, None] - coords[:, None, :] + window - 1  # (2, w², w²), each in [0, 2w−2]
+    return rel[0] * (2 * window - 1) + rel[1]
+
+
+def window_partition(x: Tensor, window: int) -> Tensor:
+    """(B, H, W, C) → (B, nW, w², C), windows in row-major order; H and W must be window multiples."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // window, window, w // window, window, c).transpose(2, 3)
+    return x.reshape(b, -1, window * window, c)
+
+
+def window_reverse(windows: Tensor, window: int, height: int, width: int) -> Tensor:
+    """Inverse of :func:`window_partition`: (B, nW, w², C) → (B, H, W, C)."""
+    b, _, _, c = windows.shape
+    x = windows.view(b, height // window, width // window, window, window, c).transpose(2, 3)
+    return x.reshape(b, height, width, c)
+
+
+def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> Tensor:
+    """(nW, w², w²) bool, True where two positions of a window came from different image regions.
+
+    After the cyclic roll by −shift, the last window row and column hold pixels from the opposite
+    border; they must not attend to each other (Swin §3.2, "efficient batch computation").
+    """
+    labels = torch.zeros(height, width, dtype=torch.long, device=device)
+    for i, rows in enumerate((slice(0, -window), slice(-window, -shift), slice(-shift, None))):
+        for j, cols in enumerate((slice(0, -window), slice(-window, -shift), slice(-shift, None))):
+            labels[rows, cols] = 3 * i + j
+    labels = window_partition(labels[None, :, :, None], window)[0, :, :, 0]  # (nW, w²)
+    return labels[:, :, None] != labels[:, None, :]
+
+
+def attention_bias(relative: Tensor, mask: Tensor | None) -> Tensor:
+    """Relative-position bias (heads, N, N), with masked pairs set to −inf → (nW or 1, heads, N, N).
+
+    STF adds −100 instead of −inf; the two differ by less than e^−70 after the softmax.
+    """
+    if mask is None:
+        return relative[None]
+    return relative[None].masked_fill(mask[:, None], float("-inf"))
+
+
+def window_attention(windows: Tensor, qkv: nn.Linear, proj: nn.Linear, heads: int, bias: Tensor) -> Tensor:
+    """Multi-head self-attention inside each window; ``qkv`` packs (3, heads, head_dim) on its output.
+
+    ``bias`` broadcasts to (B, nW, heads, N, N); scaling is head_dim^−½ as in both papers.
+    """
+    b, nw, n, c = windows.shape
+    q, k, v = qkv(windows).view(b, nw, n, 3, heads, c // heads).permute(3, 0, 1, 4, 2, 5).unbind(0)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+    return proj(out.transpose(2, 3).reshape(b, nw, n, c))
+
+
+def windowed(x: Tensor, window: int, shift: int, attend: Callable[[Tensor, Tensor | None], Tensor]) -> Tensor:
+    """Apply ``attend(windows, mask)`` to the (cyclically shifted) windows of ``x`` (B, H, W, C).
+
+    ``x`` is zero-padded at the bottom/right to window multiples first and cropped afterwards;
+    ``mask`` is None for plain windows and :func:`shifted_window_mask` for shifted ones.
+    """
+    _, h, w, _ = x.shape
+    pad_h, pad_w = -h % window, -w % window
+    x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = h + pad_h, w + pad_w
+    mask = None
+    if shift:
+        x = torch.roll(x, (-shift, -shift), (1, 2))
+        mask = shifted_window_mask(hp, wp, window, shift, x.device)
+    out = window_reverse(attend(window_partition(x, window), mask), window, hp, wp)
+    if shift:
+        out = torch.roll(out, (shift, shift), (1, 2))
+    return out[:, :h, :w]
