@@ -18,10 +18,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install ctrlic with its pinned dependencies
 
-demo: install  ## train a tiny Cheng2020-attn on the bundled images, sweep it, plot the RD curve
-	$(PY) run.py experiment=demo hydra.run.dir=$(DEMO_DIR)
-	@echo "results: $(DEMO_DIR)/results.json"
-	@echo "RD plot: $(DEMO_DIR)/rd.png"
+demo: install  ## tiny Cheng2020-attn, then CALICE on a tiny STF: RD curves from real bitstreams
+	$(PY) run.py experiment=demo hydra.run.dir=$(DEMO_DIR)/cheng2020_attn
+	$(PY) run.py experiment=demo_stf_anchor hydra.run.dir=$(DEMO_DIR)/stf_anchor
+	$(PY) run.py experiment=demo_calice backbone.checkpoint=$(DEMO_DIR)/stf_anchor/checkpoints/last.ckpt \
+		hydra.run.dir=$(DEMO_DIR)/calice_stf
+	@echo "fixed-rate Cheng2020-attn: $(DEMO_DIR)/cheng2020_attn/results.json  $(DEMO_DIR)/cheng2020_attn/rd.png"
+	@echo "CALICE α sweep (one STF):  $(DEMO_DIR)/calice_stf/results.json  $(DEMO_DIR)/calice_stf/rd.png"
 
 test: install  ## the default test suite (fast, CPU)
 	$(PY) -m pytest -q

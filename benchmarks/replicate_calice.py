@@ -32,9 +32,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--steps", type=int, default=600, help="training steps per model")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "replicate_calice")
     parser.add_argument("--gpu", action="store_true", help="train on a GPU (bf16), small size, 4x the steps")
+    parser.add_argument("--lmbda-min", type=float, help="λ_min (default: the paper's for the backbone)")
+    parser.add_argument("--lmbda-max", type=float, help="λ_max, the anchor's λ (default: the paper's)")
     args = parser.parse_args(argv)
     bb = args.backbone
     lmin, lmax = LAMBDA_RANGE[bb]
+    lmin, lmax = args.lmbda_min or lmin, args.lmbda_max or lmax
     common = ["data=demo", "data.num_workers=2", "data.eval_limit=4", "callbacks.rd_sweep.save_bitstreams=false",
               f"trainer.val_check_interval={args.steps}", "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false"]
     if args.gpu:
@@ -48,14 +51,16 @@ def main(argv: list[str] | None = None) -> Path:
     anchors = []
     for lmbda in lambdas(lmin, lmax):
         run_dir = args.out / f"anchor_{lmbda:.4f}"
-        seconds[f"anchor_{lmbda:.4f}"] = run_py(f"experiment=anchor_{bb}", f"module.lmbda={lmbda}", *common,
+        seconds[f"anchor_{lmbda:.4f}"] = run_py(f"experiment=anchor_{bb}", f"module.lmbda={lmbda}", "module.lr=1e-3",
+                                                *common,
                                                 f"hydra.run.dir={run_dir}", log=run_dir / "log.txt")
         res = load_results(run_dir / "results.json")
         anchors.append({k: v[0] for k, v in res["results"].items()} | {"lmbda": lmbda})
     anchor_curve = make_results(f"tiny {bb} anchors (4 λ)", "separately trained fixed-rate models", anchors)
     calice_dir = args.out / "calice"
     seconds["calice"] = run_py(f"experiment=calice_{bb}", f"backbone.checkpoint={args.out / f'anchor_{lmax:.4f}'}"
-                               "/checkpoints/last.ckpt", *common, f"hydra.run.dir={calice_dir}",
+                               "/checkpoints/last.ckpt", f"module.lmbda_min={lmin}", f"module.lmbda_max={lmax}",
+                               "module.lr=1e-3", *common, f"hydra.run.dir={calice_dir}",
                                log=calice_dir / "log.txt")
     alpha_curve = load_results(calice_dir / "results.json")
     run_py(f"experiment=calice_{bb}", "task=info", *common, f"hydra.run.dir={calice_dir / 'info'}")
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> Path:
     plot_rd([alpha_curve, anchor_curve], args.out / "rd.png", title=f"CALICE replication ({bb}, tiny)")
     payload = {
         "backbone": bb,
+        "lambda_range": [lmin, lmax],
         "steps_per_model": steps,
         "bd_rate_alpha_vs_anchors_percent": bd.value,
         "bd_rate_reason": bd.reason,

@@ -245,3 +245,22 @@ def test_demo_data_checksums_and_counts():
         assert hashlib.sha256((DEMO / rel).read_bytes()).hexdigest() == digest, rel
     info = ImageDataModule(train_dir=DEMO / "train", eval_sets={"kodak4": DEMO / "kodak4"}).describe()
     assert info["train"]["used"] == 24 and info["eval_sets"]["kodak4"]["used"] == 4
+
+
+def test_val_split_holds_out_training_images_for_validation(tmp_path):
+    from PIL import Image
+
+    from ctrlic.datamodules.images import ImageDataModule
+
+    train = tmp_path / "train"
+    train.mkdir()
+    for i in range(20):
+        Image.new("RGB", (40 + i, 32), (i, 2 * i, 3 * i)).save(train / f"{i:02d}.png")
+    dm = ImageDataModule(train_dir=train, crop_size=16, batch_size=2, seed=3, val_split=0.1)
+    held = [item["name"][0] for item in dm.val_dataloader()]
+    assert len(held) == 2
+    training = {p.stem for p in dm.train_dataloader().dataset.files}
+    assert len(training) == 18
+    assert not training & {Path(n).stem for n in held}
+    again = ImageDataModule(train_dir=train, crop_size=16, batch_size=2, seed=3, val_split=0.1)
+    assert [item["name"][0] for item in again.val_dataloader()] == held

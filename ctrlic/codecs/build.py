@@ -16,7 +16,7 @@ from ctrlic.codecs.checkpoint import CheckpointError, load_weights, read_checkpo
 from ctrlic.codecs.codec import Codec
 
 #: backbone-config keys that choose weights rather than architecture (excluded from the config hash)
-WEIGHT_KEYS = ("checkpoint", "expects_checkpoint")
+WEIGHT_KEYS = ("checkpoint", "expects_checkpoint", "adapted")
 EXPORT_FORMAT = "ctrlic-codec/1"
 log = logging.getLogger("ctrlic")
 #: attribute under which Lightning modules hold their Codec
@@ -61,8 +61,10 @@ def build_codec(backbone_cfg: Mapping, control_cfg: Mapping | None = None) -> Co
     plain = _plain(backbone_cfg)
     arch = architecture(plain, control_cfg)
     backbone = hydra.utils.instantiate(arch["backbone"], _convert_="all")
-    checkpoint = plain.get("checkpoint")
-    if checkpoint:
+    checkpoint, adapted = plain.get("checkpoint"), plain.get("adapted")
+    if checkpoint and adapted:
+        merge_adapted(backbone, checkpoint, adapted)
+    elif checkpoint:
         load_weights(backbone, checkpoint)
     elif plain.get("expects_checkpoint"):
         log.warning("\n%s\n  backbone.checkpoint is not set: this experiment builds on a trained %s but starts\n"
@@ -70,6 +72,21 @@ def build_codec(backbone_cfg: Mapping, control_cfg: Mapping | None = None) -> Co
                     "!" * 78, arch["name"], "!" * 78)
     control = hydra.utils.instantiate(arch["control"], _convert_="all") if arch.get("control") else None
     return Codec(backbone, control, name=arch["name"], arch=arch)
+
+
+def merge_adapted(backbone, checkpoint, adapted: Mapping) -> None:
+    """Load a checkpoint whose backbone carries adapters and fold them into its weights.
+
+    CALICE's two-step recipe for new metrics: adapters trained at a fixed λ (``adapted.scheme`` is
+    their control config, ``adapted.knobs`` the knob values they were trained at) become part of the
+    anchor, and a fresh α-adapter set is then trained on top.
+    """
+    knobs = dict(adapted.get("knobs") or {})
+    scheme = hydra.utils.instantiate(adapted["scheme"], _convert_="all")
+    scheme.attach(backbone)
+    load_weights(backbone, checkpoint)
+    scheme.apply(scheme.resolve(knobs))
+    scheme.merge(backbone)
 
 
 def export_codec(codec: Codec, path: str | Path) -> Path:

@@ -30,6 +30,7 @@ from ctrlic.datamodules.image_io import (
 )
 
 TRAIN_KEY = "data.train_dir"
+HOLDOUT_KEY = "data.val_split"
 
 
 class DataConfigError(FileNotFoundError):
@@ -250,6 +251,7 @@ class ImageDataModule(L.LightningDataModule):
         eval_limit: int | None = None,
         val_limit: int | None = None,
         fraction: float = 1.0,
+        val_split: float = 0.0,
     ) -> None:
         super().__init__()
         _check_int("data.crop_size", crop_size, 1)
@@ -261,6 +263,8 @@ class ImageDataModule(L.LightningDataModule):
             _check_int(f"data.{key}", value, 1, optional=True)
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"data.fraction must be in (0, 1], got {fraction!r}")
+        if not 0.0 <= val_split < 1.0:
+            raise ValueError(f"data.val_split must be in [0, 1), got {val_split!r}")
         self.eval_sets = {str(name): str(folder) for name, folder in (eval_sets or {}).items()}
         if val_set is not None and val_set not in self.eval_sets:
             raise ValueError(f"data.val_set: {val_set!r} is not one of data.eval_sets"
@@ -275,6 +279,7 @@ class ImageDataModule(L.LightningDataModule):
         self.eval_limit = eval_limit
         self.val_limit = val_limit
         self.fraction = fraction
+        self.val_split = val_split
 
         # per config key: resolved folder, number of images found, files in use (before the check)
         self._roots: dict[str, Path] = {}
@@ -283,6 +288,8 @@ class ImageDataModule(L.LightningDataModule):
         self._unreadable: dict[str, list[str]] = {}
         if train_dir is not None:
             self._add(TRAIN_KEY, train_dir, fraction)
+            if val_split:
+                self._hold_out(val_split)
         for name, folder in self.eval_sets.items():
             self._add(_eval_key(name), folder, 1.0)
 
@@ -291,6 +298,18 @@ class ImageDataModule(L.LightningDataModule):
         root, files = _image_folder(key, folder)
         self._roots[key], self._found[key] = root, len(files)
         self._files[key] = _subset(files, fraction, self.seed)
+
+    def _hold_out(self, share: float) -> None:
+        """Move a seeded share of the training files to a validation set (CALICE's 90/10 split)."""
+        files = self._files[TRAIN_KEY]
+        if len(files) < 2:
+            raise DataConfigError(f"{HOLDOUT_KEY}: {TRAIN_KEY} has {len(files)} image(s), too few to split")
+        order = np.random.default_rng([self.seed, 1]).permutation(len(files))
+        k = min(len(files) - 1, max(1, round(share * len(files))))
+        held = set(order[:k].tolist())
+        self._files[HOLDOUT_KEY] = [f for i, f in enumerate(files) if i in held]
+        self._files[TRAIN_KEY] = [f for i, f in enumerate(files) if i not in held]
+        self._roots[HOLDOUT_KEY], self._found[HOLDOUT_KEY] = self._roots[TRAIN_KEY], k
 
     def _readable(self, *keys: str) -> list[list[Path]]:
         """Files of each set that pass a header check; new failures are reported in ONE warning."""
@@ -336,31 +355,42 @@ class ImageDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def _eval_loader(self, name: str, files: list[Path], crop: int | None, limit: int | None,
+    def _eval_loader(self, key: str, files: list[Path], crop: int | None, limit: int | None,
                      persistent: bool = False) -> DataLoader:
-        """Batch-1 loader of full (or center-cropped) images of one evaluation set."""
-        dataset = EvalImages(files[:limit], self._roots[_eval_key(name)], crop)
+        """Batch-1 loader of full (or center-cropped) images of one evaluation set (by config key)."""
+        dataset = EvalImages(files[:limit], self._roots[key], crop)
         return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=self.num_workers,
                           persistent_workers=persistent and self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
-        """The ``val_set`` images, batch 1, cropped by ``val_crop`` and limited by ``val_limit``."""
+        """The held-out training images (``val_split`` > 0) or the ``val_set`` images, batch 1,
+        cropped by ``val_crop`` and limited by ``val_limit``."""
+        if self.val_split:
+            (files,) = self._readable(HOLDOUT_KEY)
+            return self._eval_loader(HOLDOUT_KEY, files, self.val_crop, self.val_limit, persistent=True)
         if self.val_set is None:
             raise DataConfigError("data.eval_sets is empty: validation needs one,"
                                   " e.g. data.eval_sets={kodak:/path/to/kodak}")
         (files,) = self._readable(_eval_key(self.val_set))
-        return self._eval_loader(self.val_set, files, self.val_crop, self.val_limit, persistent=True)
+        return self._eval_loader(_eval_key(self.val_set), files, self.val_crop, self.val_limit, persistent=True)
 
     def eval_dataloaders(self) -> dict[str, DataLoader]:
         """Every evaluation set by name, batch 1, cropped by ``eval_crop`` and limited by ``eval_limit``."""
         names = list(self.eval_sets)
         checked = self._readable(*map(_eval_key, names))
-        return {name: self._eval_loader(name, files, self.eval_crop, self.eval_limit)
+        return {name: self._eval_loader(_eval_key(name), files, self.eval_crop, self.eval_limit)
                 for name, files in zip(names, checked, strict=True)}
 
     def test_dataloader(self) -> list[DataLoader]:
         """:meth:`eval_dataloaders` as a list; ``dataloader_idx`` follows the order of ``eval_sets``."""
         return list(self.eval_dataloaders().values())
+
+    def _describe_val(self) -> dict[str, Any] | None:
+        key = HOLDOUT_KEY if self.val_split else (_eval_key(self.val_set) if self.val_set else None)
+        if key is None:
+            return None
+        name = f"{self.val_split:.0%} of the training images" if self.val_split else self.val_set
+        return {"set": name, "used": len(self._files[key][:self.val_limit])}
 
     def describe(self) -> dict[str, Any]:
         """Resolved folders and image counts per set (for ``task=info``); checks every file's header."""
@@ -376,6 +406,5 @@ class ImageDataModule(L.LightningDataModule):
         return {
             "train": train,
             "eval_sets": {name: entry(_eval_key(name), self.eval_limit) for name in self.eval_sets},
-            "val": None if self.val_set is None else {
-                "set": self.val_set, "used": len(self._files[_eval_key(self.val_set)][:self.val_limit])},
+            "val": self._describe_val(),
         }

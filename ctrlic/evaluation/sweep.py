@@ -17,7 +17,8 @@ from ctrlic.evaluation.bdrate import bd_rate_against
 from ctrlic.evaluation.plot import plot_rd
 from ctrlic.evaluation.references import find_reference_curve, load_reference_curves, reference_dir
 from ctrlic.evaluation.results import make_results, write_results
-from ctrlic.metrics.quality import bits_per_pixel, ms_ssim, psnr
+from ctrlic.metrics.perceptual import LPIPS
+from ctrlic.metrics.quality import bits_per_pixel, ms_ssim, psnr, to_8bit
 
 #: data sets with published reference curves; an eval set named e.g. "kodak4" uses "kodak"
 KNOWN_DATASETS = ("kodak", "clic2020-professional", "clic2020-mobile", "clic-professional-valid", "tecnick")
@@ -34,6 +35,8 @@ class SweepSettings:
     plot_references: list[str] | None = None  # curves drawn beside ours (None = all for the data set)
     reference_dataset: str | None = None  # None = guessed from the eval set's name
     save_bitstreams: bool = True
+    label: str | None = None  # curve name in results.json and the plot (default: the codec's name)
+    lpips: dict | None = None  # also measure LPIPS, e.g. {"net": "alex", "pretrained": True}
     extra_meta: dict = field(default_factory=dict)
 
 
@@ -52,7 +55,8 @@ def guess_dataset(set_name: str) -> str | None:
     return next((d for d in sorted(KNOWN_DATASETS, key=len, reverse=True) if name.startswith(d)), None)
 
 
-def _measure(codec: Codec, x: torch.Tensor, knobs: Mapping, path: Path, keep: bool) -> dict[str, float]:
+def _measure(codec: Codec, x: torch.Tensor, knobs: Mapping, path: Path, keep: bool,
+             lpips: LPIPS | None) -> dict[str, float]:
     """Code one image to a file, decode the file back, and measure it."""
     h, w = x.shape[-2:]
     start = time.perf_counter()
@@ -69,7 +73,7 @@ def _measure(codec: Codec, x: torch.Tensor, knobs: Mapping, path: Path, keep: bo
         codec.set_knobs(knobs)
         out = codec(pad_to_multiple(x, codec.backbone.pad_multiple))
         bpp_est = bits_per_pixel(out["likelihoods"], h * w).item()
-    return {
+    row = {
         "bpp": 8 * len(data) / (h * w),
         "bpp_est": bpp_est,
         "psnr-rgb": psnr(x, x_hat),
@@ -77,6 +81,10 @@ def _measure(codec: Codec, x: torch.Tensor, knobs: Mapping, path: Path, keep: bo
         "encoding_time": enc,
         "decoding_time": dec,
     }
+    if lpips is not None:
+        with torch.no_grad():
+            row["lpips"] = lpips(to_8bit(x_hat), x).item()
+    return row
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -91,6 +99,7 @@ def sweep_set(
     set_name: str,
     keep_bitstreams: bool,
     progress: Progress,
+    lpips: LPIPS | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Evaluate every knob setting on every image of one set; returns (mean points, per-image rows)."""
     images = list(images)
@@ -102,7 +111,7 @@ def sweep_set(
             x = item["x"].to(next(codec.parameters()).device)
             name = item["name"][0] if isinstance(item["name"], list | tuple) else item["name"]
             path = out_dir / "bitstreams" / set_name / f"point{i:02d}" / f"{Path(name).stem}.ctl"
-            row = _measure(codec, x, knobs, path, keep_bitstreams)
+            row = _measure(codec, x, knobs, path, keep_bitstreams, lpips)
             rows.append(row)
             per_image.append({"image": name, "point": i, **knobs, **row})
             progress.advance(task)
@@ -115,21 +124,21 @@ def run_sweep(
     eval_sets: Mapping[str, Iterable[Mapping]],
     out_dir: str | Path,
     settings: SweepSettings,
-    *,
-    label: str | None = None,
 ) -> dict[str, dict]:
     """Sweep every eval set; write ``results.json`` + ``rd.png`` (first set) or ``results_<set>.json``.
 
     Returns {set name: results dict}, each with a ``meta.bd_rate`` entry (value or the reason why not).
     """
     out_dir = Path(out_dir)
+    label = settings.label or codec.name
+    lpips = LPIPS(**settings.lpips) if settings.lpips else None
     codec.prepare()
     points = select_points(settings.points or codec.control.sweep_points() or [{}], settings.max_points)
     outputs = {}
     with Progress(transient=True) as progress:
         for n, (set_name, images) in enumerate(eval_sets.items()):
             means, per_image = sweep_set(
-                codec, images, points, out_dir, set_name, settings.save_bitstreams, progress
+                codec, images, points, out_dir, set_name, settings.save_bitstreams, progress, lpips
             )
             dataset = settings.reference_dataset or guess_dataset(set_name)
             meta = {
@@ -142,7 +151,7 @@ def run_sweep(
                 "num_images": len(per_image) // max(1, len(points)),
                 **settings.extra_meta,
             }
-            results = make_results(label or codec.name, "ctrlic, real bitstreams (rANS)", means, meta)
+            results = make_results(label, "ctrlic, real bitstreams (rANS)", means, meta)
             suffix = "" if n == 0 else f"_{set_name}"
             references = _references(dataset, settings)
             results["meta"]["bd_rate"] = _bd_rate(results, dataset, settings)
@@ -153,7 +162,7 @@ def run_sweep(
                 out_dir / f"rd{suffix}.png",
                 metric=settings.metric,
                 references=references,
-                title=f"{label or codec.name} on {set_name}",
+                title=f"{label} on {set_name}",
             )
             outputs[set_name] = results
     return outputs

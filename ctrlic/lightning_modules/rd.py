@@ -26,11 +26,12 @@ class RDModule(L.LightningModule):
 
     def __init__(self, codec: Codec, lmbda: float = 0.0483, distortion: str = "mse", lr: float = 1e-4,
                  aux_lr: float = 1e-3, clip_max_norm: float | None = 1.0, scheduler: Mapping | None = None,
-                 val_knobs: list[Mapping[str, float]] | None = None) -> None:
+                 val_knobs: list[Mapping[str, float]] | None = None, mse_weight: float = 150.0,
+                 lpips_weight: float = 0.1, lpips: Mapping | None = None) -> None:
         super().__init__()
         setattr(self, CODEC_ATTR, codec)
         self.lmbda = lmbda
-        self.criterion = RateDistortionLoss(distortion)
+        self.criterion = RateDistortionLoss(distortion, mse_weight, lpips_weight, lpips)
         self.lr, self.aux_lr, self.clip_max_norm = lr, aux_lr, clip_max_norm
         self.scheduler_factory = scheduler
         self.val_knobs = [dict(k) for k in val_knobs] if val_knobs else [{}]

@@ -42,5 +42,6 @@ def sweep_settings(cfg: DictConfig) -> dict:
     node = cfg.callbacks.get("rd_sweep") if cfg.get("callbacks") else None
     settings = OmegaConf.to_container(node, resolve=True) if node else {}
     settings.pop("_target_", None)
+    settings.pop("_convert_", None)
     settings.pop("output_dir", None)
     return settings
