@@ -110,3 +110,11 @@ def test_bd_rate_against_reference_curves() -> None:
     ours = make_results("ours", "", [{"bpp": 0.1 * (i + 1), "lpips": 0.1} for i in range(4)])
     missing = bd_rate_against(ours, vtm)
     assert missing.value is None and missing.reason == "the test results (ours) have no psnr-rgb"
+
+
+def test_pareto_front_drops_points_that_bend_back():
+    from ctrlic.evaluation.bdrate import pareto_front
+
+    curve = {"name": "x", "results": {"bpp": [0.3, 0.1, 0.2, 0.4], "psnr-rgb": [30.0, 28.0, 31.0, 29.0]}}
+    front = pareto_front(curve)["results"]
+    assert front == {"bpp": [0.1, 0.2], "psnr-rgb": [28.0, 31.0]}

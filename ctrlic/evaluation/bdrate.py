@@ -145,3 +145,19 @@ def bd_rate_against(
         results["results"][metric],
         method=method,
     )
+
+
+def pareto_front(results: dict, metric: str = "psnr-rgb") -> dict:
+    """The curve's points that no other point beats in both rate and quality (sorted by rate).
+
+    Under-trained models give curves that bend back; BD-rate needs quality rising with rate, and
+    comparing Pareto fronts (as CompressAI-Trainer's ``--optimal pareto``) is the usual remedy.
+    """
+    r = results["results"]
+    order = sorted(range(len(r["bpp"])), key=lambda i: r["bpp"][i])
+    keep, best = [], -math.inf
+    for i in order:
+        if r[metric][i] > best:
+            keep.append(i)
+            best = r[metric][i]
+    return {**results, "results": {k: [v[i] for i in keep] for k, v in r.items()}}
