@@ -28,6 +28,18 @@ def run_cli(*overrides: str, timeout: int = 600, check: bool = True, env: dict |
 SMOKE = ("experiment=demo", "debug=smoke")
 
 
+def tiny_stf_with_adapters() -> tuple[dict, dict]:
+    """The ``backbone=stf`` (size tiny) and ``control=alpha_adapters_stf`` configs as plain dicts."""
+    from omegaconf import OmegaConf
+
+    conf = ROOT / "conf"
+    backbone = {**OmegaConf.to_container(OmegaConf.load(conf / "backbone" / "stf.yaml")), "size": "tiny"}
+    preset = OmegaConf.load(conf / "control" / "alpha_adapters_stf.yaml")
+    control = OmegaConf.merge(OmegaConf.load(conf / "control" / "alpha_adapters.yaml"),
+                              OmegaConf.masked_copy(preset, [k for k in preset if k != "defaults"]))
+    return backbone, OmegaConf.to_container(control)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """``experiment=demo debug=smoke`` trained once: checkpoints, results.json, rd.png, bitstreams."""

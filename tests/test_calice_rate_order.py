@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from ctrlic.codecs.build import build_codec
 from ctrlic.datamodules.image_io import list_images, load_rgb8, to_tensor
 from ctrlic.lightning_modules.rd import RDModule
 from ctrlic.lightning_modules.variable_rate import VariableRateModule
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tiny_stf_with_adapters
 
-CONF = ROOT / "conf"
 #: a λ range whose low end is rate-dominated even for a tiny, little-trained model
 LMBDA_MAX, LMBDA_MIN = 0.05, 0.0001
 
@@ -38,20 +36,12 @@ def fit(module: L.LightningModule, crops: torch.Tensor, steps: int) -> None:
     trainer.fit(module, train_dataloaders=DataLoader(RepeatedCrops(crops), batch_size=len(crops)))
 
 
-def stf_configs() -> tuple[dict, dict]:
-    backbone = OmegaConf.to_container(OmegaConf.load(CONF / "backbone" / "stf.yaml"))
-    control = OmegaConf.merge(OmegaConf.load(CONF / "control" / "alpha_adapters.yaml"),
-                              OmegaConf.masked_copy(OmegaConf.load(CONF / "control" / "alpha_adapters_stf.yaml"),
-                                                    ["rank", "multiplier", "lora"]))
-    return {**backbone, "size": "tiny"}, OmegaConf.to_container(control)
-
-
 def test_bpp_falls_as_alpha_rises_on_overfitted_crops():
     torch.manual_seed(0)
     L.seed_everything(0)
     crops = torch.stack([to_tensor(load_rgb8(p)[0])[:, 200:264, 300:364]
                          for p in list_images(ROOT / "data" / "demo" / "kodak4")])
-    backbone_cfg, control_cfg = stf_configs()
+    backbone_cfg, control_cfg = tiny_stf_with_adapters()
     anchor = build_codec(backbone_cfg)
     fit(RDModule(anchor, lmbda=LMBDA_MAX, lr=3e-3, scheduler=None), crops, 200)
     codec = build_codec({**backbone_cfg, "checkpoint": anchor.backbone.state_dict()}, control_cfg)

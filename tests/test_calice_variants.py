@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from ctrlic.codecs.build import build_codec
 from ctrlic.lightning_modules.losses import RateDistortionLoss
 from ctrlic.metrics.perceptual import LPIPS, MissingWeightsError
-from tests.conftest import ROOT
-
-CONF = ROOT / "conf"
-
-
-def stf_tiny_and_adapters() -> tuple[dict, dict]:
-    backbone = {**OmegaConf.to_container(OmegaConf.load(CONF / "backbone" / "stf.yaml")), "size": "tiny"}
-    control = OmegaConf.merge(OmegaConf.load(CONF / "control" / "alpha_adapters.yaml"),
-                              OmegaConf.masked_copy(OmegaConf.load(CONF / "control" / "alpha_adapters_stf.yaml"),
-                                                    ["rank", "multiplier", "lora"]))
-    return backbone, OmegaConf.to_container(control)
+from tests.conftest import tiny_stf_with_adapters
 
 
 def test_merged_step_one_adapters_become_the_new_anchor():
     torch.manual_seed(0)
-    backbone, control = stf_tiny_and_adapters()
+    backbone, control = tiny_stf_with_adapters()
     step1 = build_codec(backbone, control).eval()
     with torch.no_grad():  # trained step-1 adapters: non-zero W_b
         for name, p in step1.backbone.named_parameters():
