@@ -20,3 +20,14 @@ def test_two_job_multirun_through_submitit_local_writes_two_results(tmp_path):
 def test_slurm_launcher_config_composes():
     out = run_cli("hydra/launcher=slurm", "experiment=demo", "--cfg", "hydra", "-p", "hydra.launcher").stdout
     assert "SlurmLauncher" in out and "max_num_timeout: 5" in out
+
+
+def test_optuna_search_of_three_trials_reports_the_best(tmp_path):
+    import yaml
+
+    run_cli("-m", "hparams_search=optuna_lr", "experiment=demo", "debug=smoke", "hydra.sweeper.n_trials=3",
+            "callbacks.rd_sweep=null", f"hydra.sweep.dir={tmp_path}")
+    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert 1e-5 <= best["best_params"]["module.lr"] <= 1e-3
+    assert best["best_value"] > 0  # the final val/loss returned by run.py
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1", "2"]
