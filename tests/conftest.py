@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,8 +45,3 @@ def smoke_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smoke_run")
     run_cli(*SMOKE, f"hydra.run.dir={out}")
     return out
-
-
-@pytest.fixture(autouse=True)
-def _two_threads():
-    torch.set_num_threads(2)

@@ -25,12 +25,6 @@ from tests.manifests import parse_shape, read_manifest, synthetic_state_dict
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_two_threads):
-    """These models are tiny: one thread is as fast, and two spin-wait badly on a busy machine."""
-    torch.set_num_threads(1)
-
-
 def shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ctrlic.evaluation.results import load_results
-from ctrlic.lightning_modules.variable_rate import TRAIN_ALPHAS, interpolate_lambda
+from ctrlic.lightning_modules.variable_rate import TRAIN_ALPHAS, draw_alpha, interpolate_lambda
 from tests.conftest import run_cli
 
 #: CompressAI's MSE λ for q5..q1, which log-linear interpolation hits at α = .2, .4, .6, .8, 1
@@ -31,13 +31,23 @@ def test_lambda_ends_and_inverse_mode():
 
 
 def test_alpha_draw_depends_only_on_seed_and_step():
-    def draw(seed, step):
-        rng = np.random.default_rng([seed, step])
-        return TRAIN_ALPHAS[int(rng.integers(len(TRAIN_ALPHAS)))]
+    first = [draw_alpha(TRAIN_ALPHAS, 42, s) for s in range(200)]
+    assert first == [draw_alpha(TRAIN_ALPHAS, 42, s) for s in range(200)]
+    assert first != [draw_alpha(TRAIN_ALPHAS, 43, s) for s in range(200)]
+    assert set(first) == set(TRAIN_ALPHAS)  # every listed α is trained, α = 0 never
 
-    assert [draw(42, s) for s in range(50)] == [draw(42, s) for s in range(50)]
-    assert len({draw(42, s) for s in range(200)}) == len(TRAIN_ALPHAS)
-    assert 0.0 not in {draw(42, s) for s in range(200)}
+
+def test_training_knobs_follow_the_global_step():
+    from types import SimpleNamespace
+
+    from ctrlic.codecs.backbones.cheng import Cheng2020Attn
+    from ctrlic.codecs.codec import Codec
+    from ctrlic.lightning_modules.variable_rate import VariableRateModule
+
+    module = VariableRateModule(Codec(Cheng2020Attn(N=32), name="cheng2020_attn"), seed=7, scheduler=None)
+    for step in (0, 5, 123):
+        module._trainer = SimpleNamespace(global_step=step)
+        assert module.training_knobs() == {"alpha": draw_alpha(TRAIN_ALPHAS, 7, step)}
 
 
 @pytest.mark.parametrize(("experiment", "adapters", "total"), [

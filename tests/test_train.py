@@ -24,7 +24,7 @@ def test_smoke_run_writes_results_plot_checkpoints_and_provenance(smoke_run):
     assert len(results["results"]["bpp"]) == 1
     assert Image.open(smoke_run / "rd.png").size[0] > 300
     assert last_step(smoke_run) == 6
-    assert (smoke_run / "checkpoints").glob("best-*.ckpt")
+    assert list((smoke_run / "checkpoints").glob("best-*.ckpt"))
     for name in ("config.yaml", "git_commit.txt", "git_diff.patch", "pip_freeze.txt"):
         assert (smoke_run / "provenance" / name).is_file()
     assert "torch==" in (smoke_run / "provenance" / "pip_freeze.txt").read_text()

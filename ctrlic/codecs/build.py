@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from ctrlic.codecs.checkpoint import CheckpointError, load_weights, read_checkpoint
 from ctrlic.codecs.codec import Codec
@@ -44,9 +45,14 @@ def architecture(backbone_cfg: Mapping, control_cfg: Mapping | None = None) -> d
     return {"name": name, "size": size, "backbone": backbone, "control": _plain(control_cfg) or None}
 
 
-def build_from_architecture(arch: Mapping) -> Codec:
-    """Instantiate backbone and control scheme from an ``architecture()`` dict."""
+def build_from_architecture(arch: Mapping, prepare: Callable[[nn.Module], None] | None = None) -> Codec:
+    """Instantiate backbone and control scheme from an ``architecture()`` dict.
+
+    ``prepare`` runs on the bare backbone before the control scheme attaches (pretrained weights).
+    """
     backbone = hydra.utils.instantiate(arch["backbone"], _convert_="all")
+    if prepare is not None:
+        prepare(backbone)
     control = hydra.utils.instantiate(arch["control"], _convert_="all") if arch.get("control") else None
     return Codec(backbone, control, name=arch["name"], arch=arch)
 
@@ -60,18 +66,19 @@ def build_codec(backbone_cfg: Mapping, control_cfg: Mapping | None = None) -> Co
     """
     plain = _plain(backbone_cfg)
     arch = architecture(plain, control_cfg)
-    backbone = hydra.utils.instantiate(arch["backbone"], _convert_="all")
     checkpoint, adapted = plain.get("checkpoint"), plain.get("adapted")
-    if checkpoint and adapted:
-        merge_adapted(backbone, checkpoint, adapted)
-    elif checkpoint:
-        load_weights(backbone, checkpoint)
-    elif plain.get("expects_checkpoint"):
-        log.warning("\n%s\n  backbone.checkpoint is not set: this experiment builds on a trained %s but starts\n"
-                    "  from RANDOM weights. Set backbone.checkpoint=PATH|URL for real results.\n%s",
-                    "!" * 78, arch["name"], "!" * 78)
-    control = hydra.utils.instantiate(arch["control"], _convert_="all") if arch.get("control") else None
-    return Codec(backbone, control, name=arch["name"], arch=arch)
+
+    def load_pretrained(backbone: nn.Module) -> None:
+        if checkpoint and adapted:
+            merge_adapted(backbone, checkpoint, adapted)
+        elif checkpoint:
+            load_weights(backbone, checkpoint)
+        elif plain.get("expects_checkpoint"):
+            log.warning("\n%s\n  backbone.checkpoint is not set: this experiment builds on a trained %s but "
+                        "starts\n  from RANDOM weights. Set backbone.checkpoint=PATH|URL for real results.\n%s",
+                        "!" * 78, arch["name"], "!" * 78)
+
+    return build_from_architecture(arch, load_pretrained)
 
 
 def merge_adapted(backbone, checkpoint, adapted: Mapping) -> None:

@@ -27,6 +27,11 @@ def interpolate_lambda(alpha: float, lmbda_min: float, lmbda_max: float, inverse
     return math.exp((1 - alpha) * hi + alpha * lo)
 
 
+def draw_alpha(alphas: Sequence[float], seed: int, step: int) -> float:
+    """The α of one training step: a function of (seed, step) only, so DDP ranks and resumes agree."""
+    return alphas[int(np.random.default_rng([seed, step]).integers(len(alphas)))]
+
+
 class VariableRateModule(RDModule):
     """Train the control scheme's parameters with α drawn per batch and λ = λ(α).
 
@@ -45,8 +50,7 @@ class VariableRateModule(RDModule):
         self.knob, self.seed = knob, seed
 
     def training_knobs(self) -> dict[str, float]:
-        rng = np.random.default_rng([self.seed, self.global_step])
-        return {self.knob: self.alphas[int(rng.integers(len(self.alphas)))]}
+        return {self.knob: draw_alpha(self.alphas, self.seed, self.global_step)}
 
     def lmbda_for(self, knobs: Mapping[str, float]) -> float:
         return interpolate_lambda(knobs[self.knob], self.lmbda_min, self.lmbda_max, self.inverse)
