@@ -14,6 +14,8 @@ from ctrlic.codecs.control.base import ControlScheme, FixedRate
 
 #: entropy-model tables rebuilt by ``update()``; excluded from the weights fingerprint
 CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
+#: header extras key: how many leading sections are the control scheme's side information
+SIDE = "side"
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
@@ -39,6 +41,11 @@ class Codec(nn.Module):
     @property
     def knobs(self):
         return self.control.knobs
+
+    @property
+    def lossless(self) -> bool:
+        """True for codecs whose decoded image equals the input exactly (no rate knob to search)."""
+        return self.backbone.lossless
 
     @property
     def config_hash(self) -> bytes:
@@ -85,10 +92,15 @@ class Codec(nn.Module):
         values = self.set_knobs(knobs)
         h, w = x.shape[-2:]
         device = next(self.backbone.parameters()).device
-        sections = self.backbone.encode(pad_to_multiple(x.to(device), self.backbone.pad_multiple))
-        header = bitstream.Header(codec=self.name, config_hash=self.config_hash,
-                                  fingerprint=fingerprint, knobs=values, height=h, width=w)
-        return bitstream.pack(header, sections)
+        x = pad_to_multiple(x.to(device), self.backbone.pad_multiple)
+        side = self.control.encode_side(self.backbone, x, values)
+        try:
+            sections = self.backbone.encode(x)
+        finally:
+            self.control.release(self.backbone)
+        header = bitstream.Header(codec=self.name, config_hash=self.config_hash, fingerprint=fingerprint,
+                                  knobs=values, height=h, width=w, extras={SIDE: len(side)} if side else {})
+        return bitstream.pack(header, [*side, *sections])
 
     @torch.no_grad()
     def decompress(self, data: bytes) -> Tensor:
@@ -96,8 +108,13 @@ class Codec(nn.Module):
         header, sections = bitstream.unpack(data, expect_codec=self.name,
                                             expect_config_hash=self.config_hash,
                                             expect_fingerprint=self.fingerprint)
-        self.set_knobs(header.knobs)
+        values = self.set_knobs(header.knobs)
         m = self.backbone.pad_multiple
         ph, pw = header.height + (-header.height) % m, header.width + (-header.width) % m
-        x_hat = self.backbone.decode(sections, ph, pw)
+        n_side = int(header.extras.get(SIDE, 0))
+        self.control.decode_side(self.backbone, sections[:n_side], values)
+        try:
+            x_hat = self.backbone.decode(sections[n_side:], ph, pw)
+        finally:
+            self.control.release(self.backbone)
         return x_hat[..., : header.height, : header.width]

@@ -27,6 +27,8 @@ class Backbone(CompressionModel):
 
     #: spatial multiple the input must have (the total downsampling of the analysis transform)
     pad_multiple: int = 64
+    #: lossless backbones decode the 8-bit input exactly; rate targets make no sense for them
+    lossless: bool = False
 
     def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False) -> bool:
         """Build the CDF tables; also zero the masked taps of masked convolutions.

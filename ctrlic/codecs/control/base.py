@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from torch import nn
+from torch import Tensor, nn
 
 
 class KnobError(ValueError):
@@ -32,6 +32,26 @@ class Knob:
         if self.discrete and value != round(value):
             raise KnobError(f"{self.name}={value:g} must be a whole number")
         return value
+
+
+@dataclass(frozen=True)
+class RatePath:
+    """A one-parameter family of knob settings along which the rate rises, for target-rate search.
+
+    Continuous paths map ``t`` in [0, 1] to knob values (``at``); discrete paths list their settings
+    in order of rising rate (``points``), and the search moves over their indices.
+    """
+
+    at: Callable[[float], dict[str, float]] | None = None
+    points: tuple[dict[str, float], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.at is None) == (self.points is None):
+            raise ValueError("a RatePath is either continuous (at) or discrete (points)")
+
+    @property
+    def discrete(self) -> bool:
+        return self.points is not None
 
 
 class ControlScheme:
@@ -71,6 +91,40 @@ class ControlScheme:
         """Knob settings the RD sweep evaluates: the product of each knob's sweep values."""
         grids = [[(k.name, v) for v in k.sweep] for k in self.knobs]
         return [dict(p) for p in itertools.product(*grids)]
+
+    def rate_path(self, fixed: Mapping[str, float] | None = None) -> RatePath:
+        """The path target-rate search moves along: the one knob not held in ``fixed``.
+
+        Other knobs stay at ``fixed`` or their defaults. Schemes with several free knobs or a
+        path of their own (granularity ratios, prompt sets) override this.
+        """
+        fixed = dict(fixed or {})
+        base = self.resolve(fixed)
+        free = [k for k in self.knobs if k.name not in fixed]
+        if len(free) != 1:
+            names = ", ".join(k.name for k in free) or "none"
+            raise KnobError(f"target-rate search needs exactly one free knob; free here: {names} "
+                            "(hold the others fixed with --set NAME=VALUE)")
+        knob = free[0]
+        if knob.discrete:
+            values = [float(v) for v in range(int(knob.low), int(knob.high) + 1)]
+            values = values if knob.rate_increases else values[::-1]
+            return RatePath(points=tuple(base | {knob.name: v} for v in values))
+        lo, hi = (knob.low, knob.high) if knob.rate_increases else (knob.high, knob.low)
+        return RatePath(at=lambda t: base | {knob.name: lo + (hi - lo) * float(t)})
+
+    def encode_side(self, backbone: nn.Module, x: Tensor, knobs: Mapping[str, float]) -> list[bytes]:
+        """Side information coded before the image, e.g. per-image weight increments (default none).
+
+        May change the backbone (adapt it to ``x``) until ``release`` is called.
+        """
+        return []
+
+    def decode_side(self, backbone: nn.Module, sections: list[bytes], knobs: Mapping[str, float]) -> None:
+        """Read what ``encode_side`` wrote and put the backbone in the state the encoder used."""
+
+    def release(self, backbone: nn.Module) -> None:
+        """Undo what ``encode_side`` / ``decode_side`` changed in the backbone."""
 
     def describe(self) -> dict:
         return {
