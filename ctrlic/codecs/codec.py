@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -11,11 +12,15 @@ from torch import Tensor, nn
 from ctrlic.codecs import bitstream
 from ctrlic.codecs.backbones.base import Backbone
 from ctrlic.codecs.control.base import ControlScheme, FixedRate
+from ctrlic.codecs.entropy import robust
+from ctrlic.codecs.tiling import check_tile, needs_tiling, tile_grid
 
 #: entropy-model tables rebuilt by ``update()``; excluded from the weights fingerprint
 CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
 #: header extras key: how many leading sections are the control scheme's side information
 SIDE = "side"
+#: header extras key: [tile size, sections per tile] of a tiled bitstream
+TILE = "tile"
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
@@ -37,6 +42,23 @@ class Codec(nn.Module):
         self.name = name
         self.arch = dict(arch or {})
         self._fingerprint: bytes | None = None
+        #: code images larger than this many pixels per side in independent tiles (None: whole)
+        self.tile: int | None = None
+        #: entropy-parameter path for encoding ("native" or "cpu64"); decoding follows the header
+        self.entropy_path = "native"
+
+    @property
+    def robust_entropy_supported(self) -> bool:
+        """True when the backbone can compute its entropy parameters on the CPU in float64."""
+        return hasattr(self.backbone, "parameter_modules")
+
+    def set_tile(self, tile: int | None) -> None:
+        """Tile images larger than ``tile`` pixels per side (a multiple of ``pad_multiple``); None/0: never."""
+        self.tile = check_tile(tile, self.backbone.pad_multiple) if tile else None
+
+    def set_entropy_path(self, path: str) -> None:
+        """Choose where encoding computes means and scales: "native" or the device-robust "cpu64"."""
+        self.entropy_path = robust.check_path(path, self.robust_entropy_supported)
 
     @property
     def knobs(self):
@@ -92,15 +114,34 @@ class Codec(nn.Module):
         values = self.set_knobs(knobs)
         h, w = x.shape[-2:]
         device = next(self.backbone.parameters()).device
-        x = pad_to_multiple(x.to(device), self.backbone.pad_multiple)
-        side = self.control.encode_side(self.backbone, x, values)
+        m = self.backbone.pad_multiple
+        x = x.to(device)
+        extras = {}
+        side = self.control.encode_side(self.backbone, pad_to_multiple(x, m), values)
         try:
-            sections = self.backbone.encode(x)
+            with self._entropy_path(self.entropy_path):
+                if needs_tiling(h, w, self.tile):
+                    tiles = [self.backbone.encode(pad_to_multiple(t.crop(x), m)) for t in tile_grid(h, w, self.tile)]
+                    extras[TILE] = [self.tile, len(tiles[0])]
+                    sections = [s for tile in tiles for s in tile]
+                else:
+                    sections = self.backbone.encode(pad_to_multiple(x, m))
         finally:
             self.control.release(self.backbone)
+        if side:
+            extras[SIDE] = len(side)
+        if self.entropy_path != "native":
+            extras[robust.EXTRAS_KEY] = self.entropy_path
         header = bitstream.Header(codec=self.name, config_hash=self.config_hash, fingerprint=fingerprint,
-                                  knobs=values, height=h, width=w, extras={SIDE: len(side)} if side else {})
+                                  knobs=values, height=h, width=w, extras=extras)
         return bitstream.pack(header, [*side, *sections])
+
+    def _entropy_path(self, path: str) -> contextlib.AbstractContextManager:
+        """Context: the backbone computes its entropy parameters on ``path`` inside the block."""
+        robust.check_path(path, self.robust_entropy_supported)
+        if not self.robust_entropy_supported:
+            return contextlib.nullcontext()
+        return _attribute(self.backbone, "entropy_path", path)
 
     @torch.no_grad()
     def decompress(self, data: bytes) -> Tensor:
@@ -109,12 +150,43 @@ class Codec(nn.Module):
                                             expect_config_hash=self.config_hash,
                                             expect_fingerprint=self.fingerprint)
         values = self.set_knobs(header.knobs)
-        m = self.backbone.pad_multiple
-        ph, pw = header.height + (-header.height) % m, header.width + (-header.width) % m
         n_side = int(header.extras.get(SIDE, 0))
+        path = str(header.extras.get(robust.EXTRAS_KEY, "native"))
+        try:
+            robust.check_path(path, self.robust_entropy_supported)
+        except robust.EntropyPathError as exc:
+            raise bitstream.BitstreamError(f"the bitstream asks for entropy path {path!r}: {exc}") from None
         self.control.decode_side(self.backbone, sections[:n_side], values)
         try:
-            x_hat = self.backbone.decode(sections[n_side:], ph, pw)
+            with self._entropy_path(path):
+                return self._decode_image(sections[n_side:], header)
         finally:
             self.control.release(self.backbone)
-        return x_hat[..., : header.height, : header.width]
+
+    def _decode_image(self, sections: list[bytes], header: bitstream.Header) -> Tensor:
+        """Decode the image sections, whole or tile by tile as the header says."""
+        h, w, m = header.height, header.width, self.backbone.pad_multiple
+        if TILE not in header.extras:
+            return self.backbone.decode(sections, h + (-h) % m, w + (-w) % m)[..., :h, :w]
+        tile, per_tile = (int(v) for v in header.extras[TILE])
+        grid = tile_grid(h, w, tile)
+        if per_tile < 1 or len(sections) != per_tile * len(grid):
+            raise bitstream.BitstreamError(f"tiled bitstream has {len(sections)} image sections, expected "
+                                           f"{per_tile} for each of {len(grid)} tiles; the file is corrupted")
+        out = torch.empty(1, 3, h, w, device=next(self.backbone.parameters()).device)
+        for i, t in enumerate(grid):
+            part = sections[i * per_tile : (i + 1) * per_tile]
+            th, tw = t.height + (-t.height) % m, t.width + (-t.width) % m
+            t.crop(out)[...] = self.backbone.decode(part, th, tw)[..., : t.height, : t.width]
+        return out
+
+
+@contextlib.contextmanager
+def _attribute(obj: object, name: str, value: object) -> Iterator[None]:
+    """Set ``obj.name = value`` for the duration of the block."""
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, old)

@@ -7,6 +7,7 @@ measures the whole file, so the answer holds for *that* image, header included.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -116,17 +117,24 @@ def search_target(codec: Codec, x: Tensor, target: float, *, metric: str = "bpp"
         return _result(end, target, metric, probes, False,
                        f"target {metric} {target:g} is {side} this codec reaches on this image "
                        f"({lo.value:.4g}–{hi.value:.4g}); used the nearest end, {metric} {end.value:.4g}")
+    log_scale = metric == "bpp"  # rate is close to exponential along λ-like paths; PSNR close to linear
+    last_low, streak = None, 0  # regula falsi stalls when one end keeps moving: then bisect once
     while len(probes) < max_encodes:
         if path.discrete:
             if abs(hi.position - lo.position) <= 1:
                 break
             mid = float(round((lo.position + hi.position) / 2))
+        elif streak >= 2:
+            mid, streak = (lo.position + hi.position) / 2, 0
         else:
-            mid = _secant_or_bisect(lo, hi, target)
+            mid = _secant_or_bisect(lo, hi, target, log_scale)
         p = probe(mid)
         if done(p):
             break
-        if p.value < target:
+        low = p.value < target
+        streak = streak + 1 if low == last_low else 1
+        last_low = low
+        if low:
             lo = p
         else:
             hi = p
@@ -137,11 +145,12 @@ def search_target(codec: Codec, x: Tensor, target: float, *, metric: str = "bpp"
     return _result(best, target, metric, probes, True, note)
 
 
-def _secant_or_bisect(lo: Probe, hi: Probe, target: float) -> float:
-    """Secant step inside the bracket, pulled to the middle when it would hug an end."""
+def _secant_or_bisect(lo: Probe, hi: Probe, target: float, log_scale: bool = False) -> float:
+    """Secant step inside the bracket (on log values for rates), pulled in when it would hug an end."""
     span = hi.position - lo.position
+    f = math.log if log_scale else float
     if hi.value > lo.value:
-        t = lo.position + span * (target - lo.value) / (hi.value - lo.value)
+        t = lo.position + span * (f(target) - f(lo.value)) / (f(hi.value) - f(lo.value))
     else:
         t = lo.position + span / 2
     margin = 0.1 * abs(span)

@@ -8,6 +8,7 @@ model: :class:`ChannelAutoregressive` writes the slice loop once, for training, 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import torch
@@ -17,6 +18,7 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from ctrlic.codecs.backbones.base import Backbone, fp32
+from ctrlic.codecs.entropy.robust import on_cpu_float64
 
 #: (slice index, mean, scale) -> the quantised slice before the latent residual prediction
 SliceCoder = Callable[[int, Tensor, Tensor], Tensor]
@@ -52,6 +54,17 @@ class ChannelAutoregressive(Backbone):
     max_support_slices: int
     #: downsampling from the image to z
     z_stride: int = 64
+    #: where means and scales are computed when coding: "native" or "cpu64" (see codecs/entropy/robust.py)
+    entropy_path: str = "native"
+    #: the modules that map ẑ and decoded slices to means and scales (moved as a whole by cpu64)
+    parameter_modules: tuple[str, ...] = ("h_mean_s", "h_scale_s", "cc_mean_transforms", "cc_scale_transforms",
+                                          "lrp_transforms", "gaussian_conditional")
+
+    def _parameter_space(self) -> contextlib.AbstractContextManager:
+        """The entropy-parameter modules as coding uses them: as they are, or CPU float64 copies."""
+        if self.entropy_path == "cpu64":
+            return on_cpu_float64(self, self.parameter_modules)
+        return contextlib.nullcontext()
 
     def analysis(self, x: Tensor) -> Tensor:
         """Image (B, 3, H, W) → latent y (B, M, H/16, W/16)."""
@@ -112,13 +125,14 @@ class ChannelAutoregressive(Backbone):
         """Sections ``[y_string, z_string]``; all y slices share one rANS stream, slice by slice."""
         y = self.analysis(x)
         z = self.h_a(y)
-        gc = self.gaussian_conditional
         symbols, indexes = [], []
-        with fp32(x.device.type):
+        with fp32(x.device.type), self._parameter_space():
+            gc = self.gaussian_conditional
+            table = gc.scale_table
             y, z = y.float(), z.float()
             z_string = self.entropy_bottleneck.compress(z)[0]
-            z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
-            y_slices = y.chunk(self.num_slices, dim=1)
+            z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:]).to(table.device, table.dtype)
+            y_slices = y.to(table.device, table.dtype).chunk(self.num_slices, dim=1)
 
             def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
                 q = gc.quantize(y_slices[i], "symbols", mu)
@@ -134,17 +148,19 @@ class ChannelAutoregressive(Backbone):
     @torch.no_grad()
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
         y_string, z_string = sections
-        gc = self.gaussian_conditional
         tables = self._cdf_tables()
         decoder = RansDecoder()
         decoder.set_stream(y_string)
+        device = self.entropy_bottleneck.quantiles.device
 
         def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
             values = decoder.decode_stream(gc.build_indexes(scale).flatten().tolist(), *tables)
             q = torch.tensor(values, dtype=torch.int32, device=mu.device).reshape(mu.shape)
             return gc.dequantize(q, mu)
 
-        with fp32(gc.scale_table.device.type):
+        with fp32(device.type), self._parameter_space():
+            gc = self.gaussian_conditional
+            table = gc.scale_table
             z_hat = self.entropy_bottleneck.decompress([z_string], (height // self.z_stride, width // self.z_stride))
-            y_hat = self._slices(z_hat, code)
-        return self.synthesis(y_hat).clamp_(0, 1)
+            y_hat = self._slices(z_hat.to(table.device, table.dtype), code)
+        return self.synthesis(y_hat.to(device, torch.float32)).clamp_(0, 1)

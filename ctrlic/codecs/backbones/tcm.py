@@ -174,6 +174,8 @@ class TCM(ChannelAutoregressive):
         self.lrp_transforms = slice_transforms(lrp_in, charm_widths, s)
         self.gaussian_conditional = GaussianConditional(None)
 
+    parameter_modules = (*ChannelAutoregressive.parameter_modules, "atten_mean", "atten_scale")
+
     def mean_support(self, index: int, support: Tensor) -> Tensor:
         return self.atten_mean[index](support)
 

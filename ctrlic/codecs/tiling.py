@@ -1,0 +1,48 @@
+"""Tiles for large images: each tile is coded on its own, so memory stays bounded by the tile size.
+
+The grid is a pure function of (height, width, tile), so the container only records ``tile`` and the
+number of sections each tile wrote; the decoder rebuilds the same grid and pastes the tiles back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TilingError(ValueError):
+    """A tile size the codec cannot use; the message says which sizes work."""
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One rectangle of the image, in pixels of the original (unpadded) image."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    def crop(self, x):
+        """The tile's pixels of a (..., H, W) tensor."""
+        return x[..., self.top : self.top + self.height, self.left : self.left + self.width]
+
+
+def check_tile(tile: int, multiple: int) -> int:
+    """Validate a tile size: a positive multiple of the backbone's padding multiple."""
+    if not isinstance(tile, int) or tile < multiple or tile % multiple:
+        raise TilingError(f"tile size {tile!r} must be a positive multiple of {multiple} pixels for this codec "
+                          f"(e.g. {4 * multiple}); use --tile 0 to code the image whole")
+    return tile
+
+
+def needs_tiling(height: int, width: int, tile: int | None) -> bool:
+    """True when a tile size is set and the image is larger than one tile."""
+    return bool(tile) and (height > tile or width > tile)
+
+
+def tile_grid(height: int, width: int, tile: int) -> list[Tile]:
+    """Row-major tiles of at most ``tile``×``tile`` pixels covering the image; edge tiles are smaller."""
+    if tile < 1:
+        raise TilingError(f"tile size must be positive, got {tile}")
+    return [Tile(top, left, min(tile, height - top), min(tile, width - left))
+            for top in range(0, height, tile) for left in range(0, width, tile)]

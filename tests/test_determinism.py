@@ -1,0 +1,65 @@
+"""Decode determinism: the same bitstream decodes to the same bytes, the same image encodes to the same
+bitstream, on the plain path and on the device-robust (CPU float64) entropy-parameter path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ctrlic.codecs import bitstream
+from ctrlic.codecs.build import build_codec, export_codec, load_codec
+from ctrlic.codecs.entropy.robust import EXTRAS_KEY, EntropyPathError
+from ctrlic.metrics.quality import psnr
+from tests.conftest import tiny_stf_with_adapters
+from tests.helpers_cli import kodak_crop
+
+
+@pytest.fixture(scope="module")
+def codec_file(tmp_path_factory):
+    torch.manual_seed(0)
+    backbone_cfg, control_cfg = tiny_stf_with_adapters()
+    return export_codec(build_codec(backbone_cfg, control_cfg), tmp_path_factory.mktemp("det") / "stf.codec.pt")
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    from ctrlic.datamodules.image_io import load_rgb8, to_tensor
+
+    return to_tensor(load_rgb8(kodak_crop(tmp_path_factory.mktemp("img") / "crop.png"))[0])[None]
+
+
+@pytest.mark.parametrize("path", ["native", "cpu64"])
+def test_same_image_same_bitstream_and_same_decoded_bytes(codec_file, image, path):
+    first, second = load_codec(codec_file), load_codec(codec_file)  # two independent loads, as two runs
+    first.set_entropy_path(path)
+    second.set_entropy_path(path)
+    data = first.compress(image, {"alpha": 0.4})
+    assert second.compress(image, {"alpha": 0.4}) == data
+    a, b = first.decompress(data), second.decompress(data)
+    assert torch.equal(a, b)
+    assert torch.equal(first.decompress(data), a)
+
+
+def test_robust_path_is_recorded_and_followed_by_the_decoder(codec_file, image):
+    codec = load_codec(codec_file)
+    codec.set_entropy_path("cpu64")
+    robust = codec.compress(image)
+    assert bitstream.read_header(robust).extras[EXTRAS_KEY] == "cpu64"
+    codec.set_entropy_path("native")
+    plain = codec.compress(image)
+    assert EXTRAS_KEY not in bitstream.read_header(plain).extras
+    # a native-path codec decodes the robust stream (the header decides) to nearly the plain result
+    assert psnr(codec.decompress(robust), codec.decompress(plain)) > 40
+    assert abs(len(robust) - len(plain)) < 0.02 * len(plain)
+
+
+def test_backbone_without_robust_path_refuses_it():
+    from omegaconf import OmegaConf
+
+    from tests.conftest import ROOT
+
+    cfg = {**OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "backbone" / "cheng2020_attn.yaml")), "size": "tiny"}
+    codec = build_codec(cfg)
+    assert not codec.robust_entropy_supported
+    with pytest.raises(EntropyPathError, match="no device-robust"):
+        codec.set_entropy_path("cpu64")
