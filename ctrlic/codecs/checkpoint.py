@@ -123,11 +123,25 @@ def describe_mismatch(state: Mapping[str, Tensor], target: Mapping[str, Tensor])
     return ", ".join(parts)
 
 
-def load_weights(module: nn.Module, source: str | Path | Mapping, *, strict: bool = True) -> list[str]:
-    """Load weights from a file, URL or mapping into ``module``; returns the keys it did not fill."""
+def load_weights(module: nn.Module, source: str | Path | Mapping, *, strict: bool = True,
+                 variant: str | None = None) -> list[str]:
+    """Load weights from a file, URL or mapping into ``module``; returns the keys it did not fill.
+
+    A module with a ``checkpoint_key_map(state, variant)`` method maps its authors' checkpoint
+    layout onto its own first (e.g. Control-GIC's counters, ``variant`` = raw or ema weights).
+    """
     obj = read_checkpoint(source) if isinstance(source, str | Path) else source
     target = module.state_dict()
     state = normalize_keys(extract_state_dict(obj), target)
+    key_map = getattr(module, "checkpoint_key_map", None)
+    if key_map is not None:
+        try:
+            state = key_map(state, variant)
+        except ValueError as err:
+            raise CheckpointError(f"checkpoint {source if isinstance(source, str | Path) else 'state dict'}: "
+                                  f"{err}") from None
+    elif variant:
+        raise CheckpointError(f"{type(module).__name__} has no weight variants; drop backbone.weights={variant}")
     _resize_dynamic_buffers(module, state)
     target = module.state_dict()
     problem = describe_mismatch(state, target)
