@@ -38,12 +38,16 @@ def info(cfg: DictConfig, run_dir: Path) -> dict:
     for part, c in counts.items():
         table.add_row(part, f"{c['trainable']:,}", f"{c['frozen']:,}", f"{c['trainable'] + c['frozen']:,}")
     console.print(table)
+    groups = getattr(codec.control, "parameter_groups", None)
+    per_set = groups(codec.backbone) if groups else {}
+    for name, count in per_set.items():
+        console.print(f"  {name}: {count:,} parameters")
     knobs = codec.control.describe()["knobs"]
     console.print("knobs: " + (", ".join(f"{k['name']} in {k['range']} (default {k['default']})" for k in knobs)
                                or "none (fixed rate)"))
     console.print(f"architecture: {codec.arch}")
     console.print(f"data: {data}")
-    summary = {"codec": codec.name, "parameters": counts, "knobs": knobs, "data": data}
+    summary = {"codec": codec.name, "parameters": counts, "control_groups": per_set, "knobs": knobs, "data": data}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "info.json").write_text(json.dumps(summary, indent=2))
     return summary

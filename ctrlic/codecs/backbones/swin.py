@@ -1,4 +1,5 @@
-"""Window self-attention helpers shared by the STF and TCM backbones (Swin, Liu et al., ICCV 2021).
+"""Window self-attention helpers shared by the STF, TCM and TIC backbones (Swin, Liu et al., ICCV 2021),
+and the prompted window attention of layer-adaptive prompts (LPM; TransTIC's mechanism).
 
 STF and TCM name their attention parameters differently (``attn.qkv`` / ``msa.embedding_layer``, …),
 so they share these functions, not modules. Feature maps are channels-last ``(B, H, W, C)``; windows
@@ -42,12 +43,17 @@ def shifted_window_mask(height: int, width: int, window: int, shift: int, device
     After the cyclic roll by −shift, the last window row and column hold pixels from the opposite
     border; they must not attend to each other (Swin §3.2, "efficient batch computation").
     """
+    labels = region_labels(height, width, window, shift, device)
+    return labels[:, :, None] != labels[:, None, :]
+
+
+def region_labels(height: int, width: int, window: int, shift: int, device: torch.device) -> Tensor:
+    """(nW, w²) label of the image region (one of 3×3 around the shift seams) of each window position."""
     labels = torch.zeros(height, width, dtype=torch.long, device=device)
     for i, rows in enumerate((slice(0, -window), slice(-window, -shift), slice(-shift, None))):
         for j, cols in enumerate((slice(0, -window), slice(-window, -shift), slice(-shift, None))):
             labels[rows, cols] = 3 * i + j
-    labels = window_partition(labels[None, :, :, None], window)[0, :, :, 0]  # (nW, w²)
-    return labels[:, :, None] != labels[:, None, :]
+    return window_partition(labels[None, :, :, None], window)[0, :, :, 0]
 
 
 def attention_bias(relative: Tensor, mask: Tensor | None) -> Tensor:
@@ -89,3 +95,50 @@ def windowed(x: Tensor, window: int, shift: int, attend: Callable[[Tensor, Tenso
     if shift:
         out = torch.roll(out, (shift, shift), (1, 2))
     return out[:, :h, :w]
+
+
+def prompt_windows(prompt: Tensor, window: int, shift: int, down: int) -> Tensor:
+    """Prompt map (B, H/down, W/down, C) → (B, nW, (w/down)², C) tokens per window of the image grid.
+
+    Padded and cyclically shifted like the image (by shift/down), so each window's prompt tokens
+    cover the same image area as its image tokens.
+    """
+    small, step = window // down, shift // down
+    _, h, w, _ = prompt.shape
+    prompt = F.pad(prompt, (0, 0, 0, -w % small, 0, -h % small))
+    if step:
+        prompt = torch.roll(prompt, (-step, -step), (1, 2))
+    return window_partition(prompt, small)
+
+
+def prompt_shift_mask(height: int, width: int, window: int, shift: int, down: int,
+                      device: torch.device) -> Tensor:
+    """(nW, w², (w/down)²) bool: image query and prompt key from different regions of a shifted window.
+
+    ``height``/``width`` are the padded image-grid sizes; prompt positions take the region of the
+    ``down``×``down`` image patch they summarise.
+    """
+    image = region_labels(height, width, window, shift, device)
+    prompt = region_labels(height // down, width // down, window // down, shift // down, device)
+    return image[:, :, None] != prompt[:, None, :]
+
+
+def prompted_window_attention(windows: Tensor, prompts: Tensor, qkv: nn.Linear, proj: nn.Linear, heads: int,
+                              bias: Tensor, prompt_mask: Tensor | None) -> Tensor:
+    """Window attention with prompt tokens: queries from the image tokens only, keys and values from
+    [prompts; image tokens]; only image outputs are returned.
+
+    ``bias`` (nW or 1, heads, N, N) is the image–image bias (with shift masking); the prompt columns
+    get zero relative-position bias, −inf where ``prompt_mask`` (nW, N, P) is True.
+    """
+    b, nw, n, c = windows.shape
+    p = prompts.shape[2]
+    tokens = torch.cat((prompts, windows), dim=2)
+    q, k, v = qkv(tokens).view(b, nw, p + n, 3, heads, c // heads).permute(3, 0, 1, 4, 2, 5).unbind(0)
+    prompt_bias = torch.zeros(1, 1, n, p, dtype=bias.dtype, device=bias.device)
+    if prompt_mask is not None:
+        prompt_bias = prompt_bias.masked_fill(prompt_mask[:, None], float("-inf"))
+    prompt_bias = prompt_bias.expand(max(bias.shape[0], prompt_bias.shape[0]), heads, n, p)
+    full = torch.cat((prompt_bias, bias.expand(prompt_bias.shape[0], -1, -1, -1)), dim=-1)
+    out = F.scaled_dot_product_attention(q[..., p:, :], k, v, attn_mask=full.to(q.dtype))
+    return proj(out.transpose(2, 3).reshape(b, nw, n, c))
