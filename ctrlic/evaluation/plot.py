@@ -55,25 +55,8 @@ def _x_limit(ours: list[np.ndarray], refs: list[np.ndarray]) -> float | None:
     return max(1.5 * our_max, 1.2 * float(np.median(second))) if second else 1.5 * our_max
 
 
-def plot_rd(
-    curves: list[dict],
-    out_path: str | os.PathLike,
-    metric: str = "psnr-rgb",
-    references: list[dict] | None = None,
-    title: str | None = None,
-) -> Path:
-    """Plot our curves (solid, markers) over reference curves (thin; classical dashed, learned dotted) as PNG.
-
-    Curves are CompressAI-format dicts; x is "bpp" (or "bpp_est" when a curve has no real bitstream rate).
-    When ``meta["knob"]`` names a result key, each point is annotated with that knob's value. References
-    without ``metric`` are skipped; the x-axis is clipped around our curves (see ``_x_limit``).
-    """
-    refs = [r for r in references or [] if metric in r["results"] and "bpp" in r["results"]]
-    entries = len(curves) + len(refs)
-    # Beyond a dozen entries the legend goes to the right of the axes, in columns of up to 30.
-    columns = 0 if entries <= 12 else -(-entries // 30)
-    fig = Figure(figsize=(8 + 3.2 * columns, 6), dpi=120)
-    ax = fig.add_subplot()
+def _draw(ax, curves: list[dict], metric: str, refs: list[dict], title: str | None, columns: int) -> None:
+    """Draw our curves over the references on one axes (see ``plot_rd``)."""
     our_x, visible_y = [], []
 
     for curve in curves:
@@ -127,7 +110,8 @@ def plot_rd(
         visible_y += [y[x <= x_max] for x, y in ref_points]
         shown = np.concatenate(visible_y)
         if shown.size:
-            pad = max(0.05 * float(np.ptp(shown)), 0.5)
+            # dB axes keep at least ±0.5 dB; unitless scores (LPIPS, DISTS) a margin of their own size
+            pad = max(0.05 * float(np.ptp(shown)), 0.5 if metric in _LABELS else 1e-3)
             ax.set_ylim(float(shown.min()) - pad, float(shown.max()) + pad)
 
     ax.set_xlabel("bits per pixel [bpp]")
@@ -139,11 +123,84 @@ def plot_rd(
         ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=columns)
     elif curves or refs:
         ax.legend(fontsize="small", loc="best")
+
+
+def _with_metric(references: list[dict] | None, metric: str) -> list[dict]:
+    return [r for r in references or [] if metric in r["results"] and "bpp" in r["results"]]
+
+
+def _save(fig: Figure, out_path: str | os.PathLike) -> Path:
     fig.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, format="png")
     return out_path
+
+
+def plot_rd(
+    curves: list[dict],
+    out_path: str | os.PathLike,
+    metric: str = "psnr-rgb",
+    references: list[dict] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Plot our curves (solid, markers) over reference curves (thin; classical dashed, learned dotted) as PNG.
+
+    Curves are CompressAI-format dicts; x is "bpp" (or "bpp_est" when a curve has no real bitstream rate).
+    When ``meta["knob"]`` names a result key, each point is annotated with that knob's value. References
+    without ``metric`` are skipped; the x-axis is clipped around our curves (see ``_x_limit``).
+    """
+    refs = _with_metric(references, metric)
+    entries = len(curves) + len(refs)
+    # Beyond a dozen entries the legend goes to the right of the axes, in columns of up to 30.
+    columns = 0 if entries <= 12 else -(-entries // 30)
+    fig = Figure(figsize=(8 + 3.2 * columns, 6), dpi=120)
+    _draw(fig.add_subplot(), curves, metric, refs, title, columns)
+    return _save(fig, out_path)
+
+
+def plot_rd_panels(
+    curves: list[dict],
+    out_path: str | os.PathLike,
+    metrics: list[str],
+    references: list[dict] | None = None,
+    title: str | None = None,
+) -> Path:
+    """One panel per metric (e.g. PSNR, LPIPS, DISTS), each with every curve of ``curves`` (a family).
+
+    Metrics no curve reports are left out; references are drawn in the panels of the metrics they have.
+    """
+    shown = [m for m in metrics if any(m in c["results"] for c in curves)]
+    if not shown:
+        raise ValueError(f"no curve reports any of {metrics}; nothing to plot")
+    fig = Figure(figsize=(6.5 * len(shown), 5.5), dpi=120)
+    for n, metric in enumerate(shown):
+        ax = fig.add_subplot(1, len(shown), n + 1)
+        _draw(ax, [c for c in curves if metric in c["results"]], metric, _with_metric(references, metric),
+              None, 0)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_path)
+
+
+def split_family(results: dict, knob: str) -> list[dict]:
+    """A results dict whose points span a grid → one curve per value of ``knob`` (a curve family).
+
+    Each curve keeps the points with that value in their order, is named ``"<name> <knob>=<value>"``
+    and annotates its points with the remaining knob (``meta.knob``) when there is one.
+    """
+    values = results["results"].get(knob)
+    if values is None:
+        raise ValueError(f"results {results['name']!r} have no {knob!r} values to split into curves")
+    others = [k for k in results.get("meta", {}).get("knobs", []) if k != knob]
+    curves = []
+    for value in dict.fromkeys(values):
+        keep = [i for i, v in enumerate(values) if v == value]
+        curve = {"name": f"{results['name']} {knob}={value:g}", "description": results["description"],
+                 "results": {k: [vals[i] for i in keep] for k, vals in results["results"].items()},
+                 "meta": {knob: value, **({"knob": others[0]} if len(others) == 1 else {})}}
+        curves.append(curve)
+    return curves
 
 
 # A family of curves (e.g. one per knob setting) is just several curves on one plot.

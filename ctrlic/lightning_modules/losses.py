@@ -18,7 +18,10 @@ class RateDistortionLoss(nn.Module):
     * ``mse``: ``λ·255²·MSE + bpp``;  ``ms-ssim``: ``λ·(1 − MS-SSIM) + bpp`` (λ weighs distortion);
     * ``lpips``: ``λ·bpp + mse_weight·MSE + lpips_weight·LPIPS`` (λ weighs the rate; CALICE's
       LPIPS loss, 150·MSE + 0.1·LPIPS, with LPIPS inputs scaled to [−1, 1] — the authors' training
-      passes [0, 1] unnormalised, their evaluation scales; we scale in both).
+      passes [0, 1] unnormalised, their evaluation scales; we scale in both). β-CALICE's RDP loss is
+      this with ``lpips_weight = 2β``, set per batch by ``VariableRateModule``.
+
+    ``lpips`` holds the LPIPS options: ``net``, ``pretrained``, ``weights`` (backbone file).
     """
 
     def __init__(self, distortion: str = "mse", mse_weight: float = 150.0, lpips_weight: float = 0.1,

@@ -1,4 +1,8 @@
-"""CALICE training: one frozen anchor, adapters trained over a range of λ by sampling α per batch."""
+"""CALICE training: one frozen anchor, adapters trained over a range of λ by sampling α per batch.
+
+With ``betas`` (β-CALICE) a second knob β is drawn per batch too and the LPIPS term is weighted by
+``perception_weight · β``: ``λ_rate(α)·bpp + 150·MSE + 2β·LPIPS``.
+"""
 
 from __future__ import annotations
 
@@ -27,30 +31,58 @@ def interpolate_lambda(alpha: float, lmbda_min: float, lmbda_max: float, inverse
     return math.exp((1 - alpha) * hi + alpha * lo)
 
 
-def draw_alpha(alphas: Sequence[float], seed: int, step: int) -> float:
-    """The α of one training step: a function of (seed, step) only, so DDP ranks and resumes agree."""
-    return alphas[int(np.random.default_rng([seed, step]).integers(len(alphas)))]
+def draw_alpha(alphas: Sequence[float], seed: int, step: int, stream: int = 0) -> float:
+    """The α of one training step: a function of (seed, step) only, so DDP ranks and resumes agree.
+
+    ``stream`` > 0 gives an independent draw from the same step (β-CALICE's β uses stream 1).
+    """
+    key = [seed, step] if stream == 0 else [seed, step, stream]
+    return alphas[int(np.random.default_rng(key).integers(len(alphas)))]
 
 
 class VariableRateModule(RDModule):
     """Train the control scheme's parameters with α drawn per batch and λ = λ(α).
 
     The draw is seeded by (seed, global step), so every DDP rank uses the same α and a resumed run
-    continues the same sequence. Validation averages the loss over ``val_alphas``.
+    continues the same sequence. Validation averages the loss over ``val_alphas`` (× ``val_betas``).
+
+    β-CALICE: with ``betas``, β is drawn independently per batch (knob ``beta_knob``) and the loss's
+    LPIPS weight is ``perception_weight · β`` (needs ``distortion: lpips``). Without ``betas`` the
+    module is CALICE's, unchanged.
     """
 
     def __init__(self, codec: Codec, lmbda_min: float = 0.0018, lmbda_max: float = 0.0483,
                  alphas: Sequence[float] = TRAIN_ALPHAS, val_alphas: Sequence[float] = VAL_ALPHAS,
-                 inverse: bool = False, knob: str = "alpha", seed: int = 0, **kwargs) -> None:
-        super().__init__(codec, lmbda=lmbda_max, val_knobs=[{knob: float(a)} for a in val_alphas], **kwargs)
+                 inverse: bool = False, knob: str = "alpha", seed: int = 0,
+                 betas: Sequence[float] | None = None, val_betas: Sequence[float] = (0.0, 1.0),
+                 beta_knob: str = "beta", perception_weight: float = 2.0, **kwargs) -> None:
+        val_knobs = [{knob: float(a)} for a in val_alphas]
+        if betas:
+            val_knobs = [{**k, beta_knob: float(b)} for k in val_knobs for b in val_betas]
+        super().__init__(codec, lmbda=lmbda_max, val_knobs=val_knobs, **kwargs)
         if not alphas:
             raise ValueError("module.alphas is empty: give the α values to train on")
+        if betas and self.criterion.distortion != "lpips":
+            raise ValueError(f"module.betas needs module.distortion=lpips (the β-weighted LPIPS term); "
+                             f"got distortion={self.criterion.distortion!r}")
         self.lmbda_min, self.lmbda_max, self.inverse = lmbda_min, lmbda_max, inverse
         self.alphas = [float(a) for a in alphas]
+        self.betas = [float(b) for b in betas] if betas else None
         self.knob, self.seed = knob, seed
+        self.beta_knob, self.perception_weight = beta_knob, perception_weight
 
     def training_knobs(self) -> dict[str, float]:
-        return {self.knob: draw_alpha(self.alphas, self.seed, self.global_step)}
+        knobs = {self.knob: draw_alpha(self.alphas, self.seed, self.global_step)}
+        if self.betas:
+            knobs[self.beta_knob] = draw_alpha(self.betas, self.seed, self.global_step, stream=1)
+        return knobs
 
     def lmbda_for(self, knobs: Mapping[str, float]) -> float:
+        """λ(α); with β, also sets the criterion's LPIPS weight to ``perception_weight · β``.
+
+        RDModule hands the criterion only λ, and it asks for λ right before every loss (training and
+        each validation knob setting), so the β-dependent weight is set here.
+        """
+        if self.betas:
+            self.criterion.lpips_weight = self.perception_weight * knobs[self.beta_knob]
         return interpolate_lambda(knobs[self.knob], self.lmbda_min, self.lmbda_max, self.inverse)

@@ -4,7 +4,8 @@ Each wrapper keeps the wrapped layer under the name CALICE uses (``linear``, ``c
 ``subpel_conv``) so the released checkpoints load strictly, and adds ``scale · adapter(x)`` to its
 output. ``scale`` is a plain float (not in the state dict) that the control scheme sets to
 ``α · multiplier``; at scale 0 the output is the wrapped layer's, bit for bit. ``merge()`` folds the
-adapter into a plain layer for one fixed scale.
+adapter into a plain layer for one fixed scale. :class:`StackedAdapter` puts a second branch of the
+same kind on an adapted layer (β-CALICE): ``inner(x) + scale₂ · branch₂(x)``.
 """
 
 from __future__ import annotations
@@ -56,10 +57,20 @@ class AdaptedLayer(nn.Module):
 
     #: attribute holding the adapter branch (CALICE's key names: ``lora`` or ``adapter``)
     branch = "adapter"
+    #: attribute holding the wrapped layer (CALICE's key names: ``linear``, ``conv``, ``subpel_conv``)
+    wrapped = "conv"
 
     def __init__(self, scale: float = 0.0) -> None:
         super().__init__()
         self.scale = float(scale)
+
+    @staticmethod
+    def branch_output(branch: nn.Module, x: Tensor) -> Tensor:
+        """The unscaled output of an adapter branch of this kind."""
+        return branch(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return getattr(self, self.wrapped)(x) + self.scale * self.branch_output(getattr(self, self.branch), x)
 
     def adapter_parameters(self) -> list[nn.Parameter]:
         """The parameters of the adapter branch only."""
@@ -74,6 +85,7 @@ class LoRALinear(AdaptedLayer):
     """``y = linear(x) + s·(x W_a) W_b``: W_a [in, r] ~ N(0, 1/r), W_b [r, out] = 0, no 1/r factor."""
 
     branch = "lora"
+    wrapped = "linear"
 
     def __init__(self, linear: nn.Linear, rank: int, scale: float = 0.0) -> None:
         super().__init__(scale)
@@ -84,8 +96,9 @@ class LoRALinear(AdaptedLayer):
             "W_b": nn.Parameter(torch.zeros(rank, linear.out_features, **factory)),
         })
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.linear(x) + self.scale * ((x @ self.lora["W_a"]) @ self.lora["W_b"])
+    @staticmethod
+    def branch_output(branch: nn.ParameterDict, x: Tensor) -> Tensor:
+        return (x @ branch["W_a"]) @ branch["W_b"]
 
     @torch.no_grad()
     def merge(self) -> nn.Linear:
@@ -107,6 +120,8 @@ class ConvAdapter(AdaptedLayer):
     α = 0 still gives the anchor because its output is scaled by 0.
     """
 
+    wrapped = "conv"
+
     def __init__(self, conv: nn.Conv2d, rank: int, scale: float = 0.0) -> None:
         super().__init__(scale)
         self.conv = conv
@@ -116,9 +131,6 @@ class ConvAdapter(AdaptedLayer):
             conv1=nn.Conv2d(conv.in_channels, rank, groups=groups, **_geometry(conv), **factory),
             conv2=nn.Conv2d(rank, conv.out_channels, 1, **factory),
         ))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x) + self.scale * self.adapter(x)
 
     @torch.no_grad()
     def merge(self) -> nn.Conv2d:
@@ -138,6 +150,8 @@ class SubpelConvAdapter(AdaptedLayer):
     ``y = subpel_conv(x) + s·branch(x)``.
     """
 
+    wrapped = "subpel_conv"
+
     def __init__(self, subpel_conv: nn.Sequential, rank: int, scale: float = 0.0) -> None:
         super().__init__(scale)
         self.subpel_conv = subpel_conv
@@ -149,9 +163,6 @@ class SubpelConvAdapter(AdaptedLayer):
             shuffle=nn.PixelShuffle(factor),
             conv2=nn.Conv2d(rank, out_channels, 1, **factory),
         ))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.subpel_conv(x) + self.scale * self.adapter(x)
 
     @torch.no_grad()
     def merge(self) -> nn.Sequential:
@@ -170,3 +181,43 @@ class SubpelConvAdapter(AdaptedLayer):
         bias = (w2 @ conv1.bias.view(-1, sub) + conv2.bias[:, None]).flatten()
         merged = _plain_conv(conv, _dense_kernel(conv) + self.scale * kernel, _bias(conv) + self.scale * bias)
         return nn.Sequential(merged, nn.PixelShuffle(shuffle.upscale_factor))
+
+
+#: where a stacked adapter keeps the adapted layer it wraps (β-CALICE's ``LoraWithLora`` key for LoRA)
+INNER_NAMES = {LoRALinear: "linear_with_lora", ConvAdapter: "conv_with_adapter",
+               SubpelConvAdapter: "subpel_conv_with_adapter"}
+
+
+class StackedAdapter(AdaptedLayer):
+    """A second adapter branch on an adapted layer: ``y = inner(x) + s₂·branch₂(x)`` (β-CALICE).
+
+    ``inner`` (an α-adapted layer, its own scale set separately) is kept under ``linear_with_lora``
+    for LoRA, as in the authors' ``LoraWithLora``, so β-CALICE keys read ``fc1.linear_with_lora.lora.W_a``
+    (α set) and ``fc1.lora.W_a`` (β set). The new branch has the inner adapter's kind and init.
+    """
+
+    def __init__(self, inner: AdaptedLayer, rank: int, scale: float = 0.0) -> None:
+        super().__init__(scale)
+        kind = type(inner)
+        if kind not in INNER_NAMES:
+            raise ValueError(f"cannot stack an adapter on a {kind.__name__}; stackable: "
+                             f"{', '.join(k.__name__ for k in INNER_NAMES)}")
+        self.kind, self.rank = kind, int(rank)
+        self.inner_name, self.branch = INNER_NAMES[kind], kind.branch
+        setattr(self, self.inner_name, inner)
+        fresh = kind(getattr(inner, kind.wrapped), self.rank)  # a branch of the same kind and init
+        setattr(self, self.branch, getattr(fresh, kind.branch))
+
+    @property
+    def inner(self) -> AdaptedLayer:
+        return getattr(self, self.inner_name)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner(x) + self.scale * self.kind.branch_output(getattr(self, self.branch), x)
+
+    @torch.no_grad()
+    def merge(self) -> nn.Module:
+        """Fold the inner adapter at its scale, then this branch at this scale (both exact)."""
+        outer = self.kind(self.inner.merge(), self.rank, self.scale)
+        setattr(outer, self.branch, getattr(self, self.branch))
+        return outer.merge()

@@ -138,7 +138,7 @@ class AlphaAdapters(ControlScheme):
                                      f"of {type(backbone).__name__} (full match on module names); "
                                      f"{have}: {', '.join(near)}")
                 for name in names:
-                    if not accepts(modules[name]):
+                    if not (accepts(modules[name]) or type(modules[name]) is KINDS[kind][0]):
                         raise ValueError(f"alpha_adapters: {kind} pattern '{pattern.pattern}' matches "
                                          f"{name!r}, a {type(modules[name]).__name__}; {kind} adapters "
                                          f"wrap {expected}")
@@ -153,13 +153,20 @@ class AlphaAdapters(ControlScheme):
         return found
 
     def attach(self, backbone: nn.Module) -> None:
-        """Wrap every matched module in place; the wrapped weights keep their tensors under new keys."""
+        """Wrap every matched module in place; the wrapped weights keep their tensors under new keys.
+
+        A matched module that already is this kind of adapter (attached to load a checkpoint, see
+        ``build.merge_adapted``) is taken over as it is.
+        """
         scale = self.alpha * self.multiplier
         for name, kind in self._matches(backbone).items():
             parent_name, _, child = name.rpartition(".")
             parent = backbone.get_submodule(parent_name)
-            wrapper = KINDS[kind][0](getattr(parent, child), self.rank, scale)
-            setattr(parent, child, wrapper)
+            wrapper = getattr(parent, child)
+            if type(wrapper) is not KINDS[kind][0]:
+                wrapper = KINDS[kind][0](wrapper, self.rank, scale)
+                setattr(parent, child, wrapper)
+            wrapper.scale = scale
             self.adapters[name] = wrapper
 
     def apply(self, values: Mapping[str, float]) -> None:
