@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+
+import pytest
+
 from ctrlic.evaluation.results import load_results
 from tests.conftest import run_cli
 
@@ -15,6 +19,13 @@ def test_two_job_multirun_through_submitit_local_writes_two_results(tmp_path):
         assert results["results"]["bpp"][0] > 0
         lambdas.append((tmp_path / job / "provenance" / "config.yaml").read_text().split("lmbda: ")[1].split()[0])
     assert sorted(lambdas) == ["0.0067", "0.013"]
+    # the summary written when the multirun ended (hydra.callbacks.summary): one row and one curve per job
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [r["job"] for r in rows] == ["0", "1"]
+    assert sorted(r["overrides"] for r in rows) == ["module.lmbda=0.0067", "module.lmbda=0.013"]
+    assert all(float(r["mean_bpp"]) > 0 and float(r["loss"]) > 0 for r in rows)
+    assert (tmp_path / "summary.md").read_text().count("| module.lmbda=") == 2
+    assert (tmp_path / "summary_rd.png").is_file()
 
 
 def test_slurm_launcher_config_composes():
@@ -31,3 +42,55 @@ def test_optuna_search_of_three_trials_reports_the_best(tmp_path):
     assert 1e-5 <= best["best_params"]["module.lr"] <= 1e-3
     assert best["best_value"] > 0  # the final val/loss returned by run.py
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1", "2"]
+
+
+SLURM_TASK = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "ctrlic", "SLURM_JOB_ID": "4242",
+              "SLURM_NODELIST": "node001", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}
+
+
+def _compose(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    import ctrlic  # noqa: F401 - registers resolvers
+    from tests.conftest import ROOT
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_slurm_trainer_takes_ranks_from_slurm_and_the_launcher_follows_it(tmp_path, monkeypatch):
+    import hydra
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    from ctrlic.utils.checkpoint_io import AtomicCheckpointIO
+
+    cfg = _compose("hydra/launcher=slurm", "trainer=slurm", "trainer.num_nodes=2", "trainer.devices=4")
+    launcher = cfg.hydra.launcher
+    assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (2, 4, 4)
+    for key, value in SLURM_TASK.items():
+        monkeypatch.setenv(key, value)
+    for key in ("MASTER_ADDR", "MASTER_PORT"):  # SLURMEnvironment writes them: restore them after the test
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    cfg = _compose("trainer=slurm", "trainer.accelerator=cpu", "trainer.precision=32-true",
+                   f"paths.output_dir={tmp_path}")
+    trainer = hydra.utils.instantiate(cfg.trainer)
+    environment = trainer.strategy.cluster_environment
+    assert isinstance(environment, SLURMEnvironment) and not environment.auto_requeue
+    assert environment.main_address == "node001" and environment.world_size() == 1
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_bdrate_search_returns_the_sweeps_bd_rate():
+    from ctrlic.callbacks.rd_sweep import RDSweep
+    from ctrlic.tasks.train import rd_metrics
+
+    cfg = _compose("hparams_search=optuna_bdrate", "experiment=calice_stf")
+    assert cfg.objective == "rd/bd_rate" and cfg.hydra.sweeper.direction == "minimize"
+    assert set(cfg.hydra.sweeper.params) == {"module.lr", "module.lmbda_min", "control.rank"}
+    sweep = RDSweep()
+    sweep.results = {name: {"results": {"bpp": [0.2, 0.4]}, "meta": {"bd_rate": {"value": value}}}
+                     for name, value in (("kodak", -4.5), ("clic", None))}
+    metrics = rd_metrics([sweep])
+    assert metrics["rd/bd_rate"] == metrics["rd/kodak/bd_rate"] == -4.5
+    assert "rd/clic/bd_rate" not in metrics and metrics["rd/clic/mean_bpp"] == pytest.approx(0.3)

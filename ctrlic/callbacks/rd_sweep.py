@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 
+from ctrlic.evaluation.lossless import report_lossless, run_lossless_sweep
 from ctrlic.evaluation.sweep import SweepSettings, run_sweep
 from ctrlic.utils.rd_logging import log_rd
 
@@ -22,13 +23,19 @@ class RDSweep(L.Callback):
     def __init__(self, output_dir: str | None = None, **settings) -> None:
         self.output_dir = output_dir
         self.settings = SweepSettings(**settings)
+        self.results: dict[str, dict] = {}  # {eval set: results dict} of the last sweep (rank 0)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_rank != 0:
             return
         out_dir = Path(self.output_dir or trainer.default_root_dir)
         codec = pl_module.codec.cpu()
+        if codec.lossless:
+            self.results = run_lossless_sweep(codec, trainer.datamodule.eval_dataloaders(), out_dir, self.settings)
+            report_lossless(self.results, out_dir, trainer.loggers, step=trainer.global_step)
+            return
         results = run_sweep(codec, trainer.datamodule.eval_dataloaders(), out_dir, self.settings)
+        self.results = results
         report(results, out_dir, trainer.loggers, step=trainer.global_step)
 
 

@@ -12,6 +12,7 @@ from torch import Tensor
 from ctrlic.codecs.build import CODEC_ATTR
 from ctrlic.codecs.codec import Codec, pad_to_multiple
 from ctrlic.lightning_modules.losses import RateDistortionLoss
+from ctrlic.utils.rng import rng_states, set_rng_states
 
 
 class RDModule(L.LightningModule):
@@ -112,7 +113,18 @@ class RDModule(L.LightningModule):
             torch.nn.utils.clip_grad_norm_(self.net_params, self.clip_max_norm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["ctrlic"] = {"arch": self.codec.arch}
+        checkpoint["ctrlic"] = {"arch": self.codec.arch, "rng": rng_states()}
+
+    # -- exact resume: the quantization noise continues where the checkpoint left it ---------------
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resume_rng = checkpoint.get("ctrlic", {}).get("rng")
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # restored here, not on load: building the data loader in between draws from the torch RNG
+        if getattr(self, "_resume_rng", None) is not None:
+            set_rng_states(self._resume_rng)
+            self._resume_rng = None
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, spec: Mapping, max_steps: int):

@@ -22,7 +22,7 @@ def summary_metrics(results: dict, prefix: str) -> dict[str, float]:
 
 
 def log_rd(loggers: Iterable[Logger], results: dict, plot: Path, prefix: str, step: int = 0) -> None:
-    """Scalars to every logger; the RD points as a ``wandb.Table`` and the plot as an image."""
+    """Scalars to every logger; the RD points as a ``wandb.Table`` with a line plot, and the plot as an image."""
     metrics = summary_metrics(results, prefix)
     for logger in loggers:
         logger.log_metrics(metrics, step=step)
@@ -31,8 +31,13 @@ def log_rd(loggers: Iterable[Logger], results: dict, plot: Path, prefix: str, st
 
             columns = list(results["results"])
             rows = [list(r) for r in zip(*(results["results"][c] for c in columns), strict=True)]
-            logger.experiment.log({f"{prefix}/rd_points": wandb.Table(columns=columns, data=rows),
-                                   f"{prefix}/rd_plot": wandb.Image(str(plot))})
+            table = wandb.Table(columns=columns, data=rows)
+            logged = {f"{prefix}/rd_points": table, f"{prefix}/rd_plot": wandb.Image(str(plot))}
+            quality = next((c for c in ("psnr-rgb", "ms-ssim-rgb") if c in columns), None)
+            if "bpp" in columns and quality:
+                logged[f"{prefix}/rd_curve"] = wandb.plot.line(table, "bpp", quality,
+                                                               title=f"{results['name']} ({prefix})")
+            logger.experiment.log(logged)
         elif isinstance(logger, TensorBoardLogger):
             import numpy as np
             from PIL import Image

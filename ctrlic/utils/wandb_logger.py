@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
+from omegaconf import DictConfig, OmegaConf
 
 
 def run_id_for(run_dir: str | Path) -> str:
@@ -21,3 +22,10 @@ def make_wandb_logger(project: str, save_dir: str, run_dir: str, group: str | No
     offline = os.environ.get("WANDB_MODE") == "offline" or not has_key
     return WandbLogger(project=project, save_dir=save_dir, group=group, id=run_id_for(run_dir),
                        resume="allow", offline=offline, **kwargs)
+
+
+def log_full_config(loggers: list, cfg: DictConfig) -> None:
+    """The whole resolved Hydra config into each W&B run (Lightning itself logs only the module's)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)

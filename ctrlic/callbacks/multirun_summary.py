@@ -1,0 +1,27 @@
+"""Hydra callback: at the end of every multirun, the summary table, RD plot and best job."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from ctrlic.tasks.summarize import SummaryError, report, summarize
+
+log = logging.getLogger("ctrlic")
+
+
+class MultirunSummary(Callback):
+    """Runs ``task=summarize`` on ``hydra.sweep.dir`` once all jobs have finished (any launcher)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        settings = config.get("summary") or {}
+        try:
+            summary = summarize(config.hydra.sweep.dir, settings.get("metric", "psnr-rgb"),
+                                settings.get("loss", "val/loss"), list(settings.get("plot_references") or []))
+        except SummaryError as err:
+            log.warning("no multirun summary: %s", err)
+            return
+        print(report(summary))

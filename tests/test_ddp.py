@@ -1,0 +1,60 @@
+"""DDP on CPU (gloo): 2 processes of batch b train like 1 process of batch 2b; the RD sweep runs once.
+
+Both runs round (straight-through) instead of drawing quantization noise (tests/helpers_ddp.py): the
+ranks' noise draws cannot match one process's, and any difference left is then the DDP arithmetic.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from tests.conftest import SMOKE, run_cli
+
+COMMON = (*SMOKE, "trainer.max_steps=4", "trainer.val_check_interval=2", "data.val_limit=1", "data.val_crop=64",
+          "data.eval_limit=1", "data.eval_crop=64", "trainer.accelerator=cpu",
+          "+callbacks.deterministic={_target_:tests.helpers_ddp.RoundInsteadOfNoise}")
+
+
+def _val_losses(run_dir) -> dict[int, float]:
+    rows = csv.DictReader((run_dir / "csv" / "metrics.csv").open())
+    return {int(r["step"]): float(r["val/loss"]) for r in rows if r.get("val/loss")}
+
+
+def _weights(run_dir) -> dict[str, torch.Tensor]:
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    return {k: v for k, v in state.items() if v.is_floating_point()}
+
+
+def test_two_gloo_processes_follow_the_single_process_loss_curve_and_sweep_once(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_cli(*COMMON, "data.batch_size=4", "callbacks.rd_sweep=null", f"hydra.run.dir={one}")
+    proc = run_cli(*COMMON, "trainer=ddp", "trainer.devices=2", "data.batch_size=2", f"hydra.run.dir={two}")
+    single, ddp = _val_losses(one), _val_losses(two)
+    assert sorted(single) == sorted(ddp) == [1, 3]  # validation after steps 2 and 4 (0-based step index)
+    print("val/loss 1 process:", single, "2 processes:", ddp)
+    for step in single:
+        assert ddp[step] == pytest.approx(single[step], rel=1e-4)
+    w1, w2 = _weights(one), _weights(two)
+    worst = max(w1, key=lambda k: float((w1[k] - w2[k]).abs().max()) if w1[k].numel() else 0.0)
+    diff = float((w1[worst] - w2[worst]).abs().max())
+    print("largest weight difference:", worst, diff)
+    # Adam moves a weight by about lr per step whatever the gradient's size, so elements whose gradient
+    # is ~0 may step opposite ways on float noise: bound the difference by that, not by a relative 1e-3
+    lr = torch.load(one / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["hyper_parameters"]["lr"]
+    assert diff <= 2 * lr * 4 * 1.01
+    out = proc.stdout + proc.stderr
+    assert out.count("training cheng2020_attn") == 2  # both ranks' logs are in the output ...
+    assert out.count("RD sweep on kodak4") == 1  # ... and the RD sweep ran on one of them
+
+
+@pytest.mark.slow
+def test_ddp_trains_adapters_on_a_frozen_backbone_without_find_unused_parameters(tmp_path):
+    run_cli("experiment=demo_calice", "debug=smoke", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+            "trainer.max_steps=2", "trainer.val_check_interval=2", "data.val_limit=1", "data.eval_limit=1",
+            "callbacks.rd_sweep.max_points=2", f"hydra.run.dir={tmp_path}")
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["global_step"] == 2 and state["hyper_parameters"]["lmbda_min"] > 0
+    assert (tmp_path / "results.json").is_file()
