@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_DIR ?= outputs/demo
+DOCKER_IMAGE ?= ctrlic:latest
 
-.PHONY: help install demo test test-slow lint bench clean
+.PHONY: help install demo test test-slow lint bench replicate docker clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -35,8 +36,14 @@ test-slow: install  ## the long tests: paper-size models
 lint: install  ## ruff
 	$(VENV)/bin/ruff check ctrlic tests benchmarks run.py
 
-bench: install  ## CPU benchmarks, JSON under benchmarks/results
-	$(PY) -m benchmarks.run_all
+bench: install  ## CPU benchmarks (<20 min on 2 cores), JSON under benchmarks/results; BENCH_ARGS=--gpu adds GPU figures
+	$(PY) -m benchmarks.run_all $(BENCH_ARGS)
+
+replicate: install  ## every benchmarks/replicate_*.py (long); REPLICATE_ARGS="--only calice" for a subset
+	$(PY) -m benchmarks.run_replications $(REPLICATE_ARGS)
+
+docker:  ## build the CUDA training image from docker/Dockerfile, tagged $(DOCKER_IMAGE)
+	DOCKER_BUILDKIT=1 docker build -f docker/Dockerfile -t $(DOCKER_IMAGE) .
 
 clean:  ## remove run outputs (not the venv)
 	rm -rf outputs multirun

@@ -63,10 +63,12 @@ def main(argv: list[str] | None = None):
                       "compressai_payload": sum(len(s[0]) for s in out["strings"])},
         })
     summary = {k: statistics.median(r[k]["ratio"] for r in rows) for k in ("encode_s", "decode_s")}
+    same = all(r["bytes"]["ctrlic_payload"] == r["bytes"]["compressai_payload"] for r in rows)
+    line = (f"Cheng2020-attn N={args.N} time ours/CompressAI: encode {summary['encode_s']:.2f}, decode "
+            f"{summary['decode_s']:.2f} [target ≤ 1.0]; payloads {'identical' if same else 'DIFFER'}")
     path = write_json(f"codec_speed_cheng_N{args.N}", {"N": args.N, "threads": torch.get_num_threads(),
                                                        "median_time_ratio_ours_over_compressai": summary,
-                                                       "images": rows})
-    print(f"median time ratio ours/compressai: encode {summary['encode_s']:.2f}, decode {summary['decode_s']:.2f}")
+                                                       "images": rows, "markdown": line})
     print(f"results: {path}")
     return path
 

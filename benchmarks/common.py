@@ -13,6 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
+#: packages whose versions every result records
+VERSIONED = ("compressai", "lightning", "numpy", "constriction", "imagecodecs")
 
 
 def machine_info() -> dict:
@@ -25,7 +27,7 @@ def machine_info() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "compressai": metadata.version("compressai"),
+        **{name: metadata.version(name) for name in VERSIONED},
         "ctrlic_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                         text=True).stdout.strip(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -33,11 +35,16 @@ def machine_info() -> dict:
 
 
 def write_json(name: str, payload: dict, out_dir: Path = RESULTS_DIR) -> Path:
-    """Write ``<out_dir>/<name>.json`` with the machine info and the command that produced it."""
+    """Write ``<out_dir>/<name>.json`` with the machine info and the command that produced it.
+
+    A ``markdown`` entry of ``payload`` (the figure as one line of Markdown) is printed too.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
     payload = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine_info(), **payload}
     path.write_text(json.dumps(payload, indent=2))
+    if "markdown" in payload:
+        print(payload["markdown"])
     return path
 
 

@@ -3,7 +3,8 @@
 CompressAI's files are copied byte for byte. Files from other repositories (STF, TinyLIC, CALICE, LIC_TCM)
 use other layouts, so they are converted to CompressAI's results format, one JSON per curve, named
 ``<Repo>__<curve>.json`` with ``meta.source`` naming the original file. Re-running replaces every JSON in
-the destination dataset folders. Usage: ``python benchmarks/import_reference_curves.py [--source DIR]``.
+the destination dataset folders except the classical curves measured here (``imagecodecs__*.json``, made
+by ``benchmarks/classical_floor.py``). Usage: ``python benchmarks/import_reference_curves.py [--source DIR]``.
 """
 
 import argparse
@@ -18,6 +19,8 @@ from ctrlic.evaluation.references import DATASETS, REFERENCE_ROOT
 from ctrlic.evaluation.results import make_results, write_results
 
 DEFAULT_SOURCE = Path("/work/shared/reference")
+#: curves measured by benchmarks/classical_floor.py, not imported: a re-import keeps them
+MEASURED_PREFIX = "imagecodecs__"
 # Per-repo key renames to CompressAI names. STF's "ms-ssim" arrays are in dB, so they map to the dB key.
 _CALICE_KEYS = {"psnr": "psnr-rgb", "mssim": "ms-ssim-rgb", "lpips": "lpips"}
 _TINYLIC_KEYS = {"psnr": "psnr-rgb", "ms-ssim": "ms-ssim-rgb", "bpp": "bpp"}
@@ -133,7 +136,8 @@ def import_dataset(source: Path, dest: Path) -> list[str]:
     """Copy/convert one dataset folder (top level only); return the names of the files written."""
     dest.mkdir(parents=True, exist_ok=True)
     for old in dest.glob("*.json"):
-        old.unlink()
+        if not old.name.startswith(MEASURED_PREFIX):
+            old.unlink()
     written = []
     for path in sorted(source.iterdir()):
         if not path.is_file() or path.suffix not in (".json", ".csv"):

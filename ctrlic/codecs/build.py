@@ -17,7 +17,7 @@ from ctrlic.codecs.checkpoint import CheckpointError, load_weights, read_checkpo
 from ctrlic.codecs.codec import Codec
 
 #: backbone-config keys that choose weights rather than architecture (excluded from the config hash)
-WEIGHT_KEYS = ("checkpoint", "expects_checkpoint", "adapted")
+WEIGHT_KEYS = ("checkpoint", "expects_checkpoint", "adapted", "weights")
 EXPORT_FORMAT = "ctrlic-codec/1"
 log = logging.getLogger("ctrlic")
 #: attribute under which Lightning modules hold their Codec
@@ -72,7 +72,7 @@ def build_codec(backbone_cfg: Mapping, control_cfg: Mapping | None = None) -> Co
         if checkpoint and adapted:
             merge_adapted(backbone, checkpoint, adapted)
         elif checkpoint:
-            load_weights(backbone, checkpoint)
+            load_weights(backbone, checkpoint, variant=plain.get("weights"))  # weights: raw | ema (vqgan)
         elif plain.get("expects_checkpoint"):
             log.warning("\n%s\n  backbone.checkpoint is not set: this experiment builds on a trained %s but "
                         "starts\n  from RANDOM weights. Set backbone.checkpoint=PATH|URL for real results.\n%s",
@@ -86,14 +86,16 @@ def merge_adapted(backbone, checkpoint, adapted: Mapping) -> None:
 
     CALICE's two-step recipe for new metrics: adapters trained at a fixed λ (``adapted.scheme`` is
     their control config, ``adapted.knobs`` the knob values they were trained at) become part of the
-    anchor, and a fresh α-adapter set is then trained on top.
+    anchor, and a fresh α-adapter set is then trained on top. With ``adapted.merge: false`` the
+    adapters stay attached for the control scheme to take over (β-CALICE stacks on a trained α set).
     """
     knobs = dict(adapted.get("knobs") or {})
     scheme = hydra.utils.instantiate(adapted["scheme"], _convert_="all")
     scheme.attach(backbone)
     load_weights(backbone, checkpoint)
-    scheme.apply(scheme.resolve(knobs))
-    scheme.merge(backbone)
+    if adapted.get("merge", True):
+        scheme.apply(scheme.resolve(knobs))
+        scheme.merge(backbone)
 
 
 def export_codec(codec: Codec, path: str | Path) -> Path:
@@ -124,7 +126,11 @@ def load_codec(source: str | Path | Mapping) -> Codec:
         raise CheckpointError(
             f"{source}: not a ctrlic codec or checkpoint (no architecture inside; it holds "
             f"{', '.join(map(repr, list(obj)[:6]))}). Plain weights load with backbone.checkpoint=...")
-    codec = build_from_architecture(arch)
+    try:
+        codec = build_from_architecture(arch)
+    except Exception as err:  # noqa: BLE001 - hydra wraps what the constructors raise
+        raise CheckpointError(f"{source}: cannot build the architecture it records ({err}); it was written "
+                              "by another ctrlic version or is corrupted") from None
     if "ctrlic" in obj:  # a Lightning training checkpoint: keep the codec's weights only
         prefix = f"{CODEC_ATTR}.backbone."
         obj = {k[len(prefix):]: v for k, v in obj["state_dict"].items() if k.startswith(prefix)}

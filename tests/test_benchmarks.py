@@ -1,0 +1,117 @@
+"""The benchmark scripts measure what they claim: real bitstreams split into their parts, the same training
+step in both loops, searches inside the reachable range, peak memory from the kernel, classical curves
+installed as reference curves."""
+
+import math
+
+import pytest
+import torch
+
+from benchmarks import coding_overhead, memory, rate_control, run_all, run_replications, train_step
+from benchmarks.codecs import BenchmarkInputError, build_bench_codec, knob_points, load_images, random_crops
+from ctrlic.codecs.control.base import KnobError
+from ctrlic.evaluation.references import load_reference_curves
+from ctrlic.metrics.quality import bits_per_pixel
+
+
+@pytest.fixture(scope="module")
+def crop64() -> torch.Tensor:
+    return load_images(crop=64, limit=1)[0][1]
+
+
+@pytest.fixture(scope="module")
+def cheng_adapters():
+    codec = build_bench_codec("cheng2020_attn+alpha_adapters")
+    codec.prepare()
+    return codec
+
+
+def test_overhead_splits_the_file_into_header_and_payload_and_matches_the_forward_rate(cheng_adapters, crop64):
+    row = coding_overhead.measure(cheng_adapters, "kodim01", crop64, {"alpha": 0.5})
+    assert row["header_bytes"] + row["side_bytes"] + sum(row["section_bytes"]) == row["file_bytes"]
+    assert row["payload_bits"] == 8 * sum(row["section_bytes"])
+    cheng_adapters.set_knobs({"alpha": 0.5})
+    with torch.no_grad():
+        forward_bpp = bits_per_pixel(cheng_adapters(crop64)["likelihoods"], 64 * 64)
+    assert row["ideal_bits_total"] == pytest.approx(float(forward_bpp) * 64 * 64, rel=1e-4)
+    assert 0.5 < row["ratio"] < 2.0 and set(row["ratio_by_key"]) == {"y", "z"}
+    assert row["psnr_decoded"] is not None and not row["decoded_exact"]
+
+
+def test_overhead_of_a_lossless_codec_is_exact_and_near_its_ideal(crop64):
+    codec = build_bench_codec("mgcf")
+    codec.prepare()
+    row = coding_overhead.measure(codec, "kodim01", crop64[..., :32, :32], {})
+    assert row["decoded_exact"] and row["psnr_decoded"] is None
+    assert math.isfinite(row["ideal_bits_total"])
+    assert 1.0 <= row["ratio"] < 1.02  # arithmetic coding of the model's own pmfs: a few bytes over
+
+
+def test_knob_points_keep_both_ends(cheng_adapters):
+    points = knob_points(cheng_adapters, 3)
+    sweep = cheng_adapters.control.sweep_points()
+    assert len(points) == 3 and points[0] == sweep[0] and points[-1] == sweep[-1]
+    assert knob_points(build_bench_codec("cheng2020_attn"), 3) == [{}]
+
+
+def test_rate_control_targets_lie_inside_the_reachable_range(cheng_adapters, crop64):
+    rows = rate_control.search_grid(cheng_adapters, "kodim01", crop64, [0.5], tolerance=0.005, max_encodes=6)
+    (row,) = rows
+    low, high = row["reachable"]
+    assert low < row["target_bpp"] < high and row["in_range"]
+    assert row["encodes"] <= 6
+    assert row["relative_error"] == pytest.approx(abs(row["bpp"] - row["target_bpp"]) / row["target_bpp"])
+
+
+def test_memory_child_reports_the_peak_and_the_tiling(tmp_path, monkeypatch):
+    monkeypatch.setitem(memory.SIZES, "small", (128, 192))
+    stream = tmp_path / "kodim01.bin"
+    row = memory.child("cheng2020_attn", "small", "compress", stream, tile=64)
+    assert row["shape"] == [128, 192] and stream.stat().st_size > 0
+    assert row["peak_rss_mib"] >= row["rss_before_mib"] > 50
+    assert row["tiling"] == {"tile": 64}
+    decoded = memory.child("cheng2020_attn", "small", "decompress", stream, tile=0)
+    assert decoded["op"] == "decompress" and decoded["peak_rss_mib"] > 50
+
+
+def test_plain_and_lightning_loops_make_the_same_updates():
+    codec = build_bench_codec("cheng2020_attn")
+    data = train_step.loader(batch=2, crop=64, steps=3)
+    plain, ours = build_bench_codec("cheng2020_attn"), build_bench_codec("cheng2020_attn")
+    cpu = torch.device("cpu")
+    plain_steps = train_step.plain_loop(plain, data, cpu)
+    lightning_steps = train_step.lightning_loop(ours, data, cpu)
+    assert len(plain_steps) == len(lightning_steps) == 2 and min(plain_steps + lightning_steps) > 0
+    start = codec.backbone.state_dict()
+    for (name, a), b in zip(plain.backbone.state_dict().items(), ours.backbone.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5), name
+    assert any(not torch.equal(a, start[n]) for n, a in plain.backbone.state_dict().items())
+
+
+def test_random_crops_and_unknown_codecs():
+    batch = random_crops(run_all.ROOT / "data" / "demo" / "train", 3, 32)
+    assert batch.shape == (3, 3, 32, 32)
+    with pytest.raises(BenchmarkInputError, match="choose from"):
+        build_bench_codec("jpeg")
+    with pytest.raises(KnobError):
+        build_bench_codec("cheng2020_attn").set_knobs({"alpha": 0.5})
+
+
+def test_classical_reference_curves_are_installed_for_kodak():
+    curves = {c["file"]: c for c in load_reference_curves("kodak")}
+    for codec in ("jpeg", "webp", "avif", "jpegxl"):
+        curve = curves[f"imagecodecs__{codec}"]
+        assert curve["kind"] == "classical"
+        assert curve["meta"]["num_images"] == 24 and curve["meta"]["dataset"] == "kodak"
+        assert curve["results"]["bpp"] == sorted(curve["results"]["bpp"])
+
+
+def test_replications_are_discovered_and_figures_are_named():
+    assert "calice" in run_replications.discover()
+    assert run_replications.main(["--list"]) == 0
+    with pytest.raises(SystemExit):
+        run_replications.main(["--only", "no_such_method"])
+    with pytest.raises(SystemExit):
+        run_all.main(["--only", "no_such_figure"])
+    names = [name for name, _, _ in run_all.CPU_FIGURES]
+    assert len(names) == len(set(names))
