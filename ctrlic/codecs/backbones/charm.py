@@ -18,7 +18,7 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from ctrlic.codecs.backbones.base import Backbone, fp32
-from ctrlic.codecs.entropy.robust import on_cpu_float64
+from ctrlic.codecs.entropy.robust import parameter_space
 
 #: (slice index, mean, scale) -> the quantised slice before the latent residual prediction
 SliceCoder = Callable[[int, Tensor, Tensor], Tensor]
@@ -62,9 +62,7 @@ class ChannelAutoregressive(Backbone):
 
     def _parameter_space(self) -> contextlib.AbstractContextManager:
         """The entropy-parameter modules as coding uses them: as they are, or CPU float64 copies."""
-        if self.entropy_path == "cpu64":
-            return on_cpu_float64(self, self.parameter_modules)
-        return contextlib.nullcontext()
+        return parameter_space(self)
 
     def analysis(self, x: Tensor) -> Tensor:
         """Image (B, 3, H, W) → latent y (B, M, H/16, W/16)."""

@@ -15,6 +15,7 @@ from compressai.models import Cheng2020Attention
 from torch import Tensor
 
 from ctrlic.codecs.backbones.base import Backbone, fp32
+from ctrlic.codecs.entropy.robust import coding_tensor, parameter_space
 
 KERNEL = 5
 PAD = KERNEL // 2
@@ -24,6 +25,10 @@ class Cheng2020Attn(Cheng2020Attention, Backbone):
     """Cheng2020 with attention modules; ``N`` = 128 for CompressAI qualities 1–3, 192 for 4–6."""
 
     pad_multiple = 64
+    #: where means and scales are computed when coding: "native" or "cpu64" (see codecs/entropy/robust.py)
+    entropy_path: str = "native"
+    #: the modules that map ẑ and decoded latents to means and scales (moved as a whole by cpu64)
+    parameter_modules: tuple[str, ...] = ("h_s", "context_prediction", "entropy_parameters", "gaussian_conditional")
 
     def __init__(self, N: int = 192) -> None:
         super().__init__(N=N)
@@ -78,9 +83,12 @@ class Cheng2020Attn(Cheng2020Attention, Backbone):
         z = self.h_a(y)
         z_string = self.entropy_bottleneck.compress(z)[0]
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
-        params = self._hyper(z_hat)
+        with parameter_space(self):
+            return self._encode_y(coding_tensor(self, y[0]), self._hyper(coding_tensor(self, z_hat))) + [z_string]
+
+    def _encode_y(self, y: Tensor, params: Tensor) -> list[bytes]:
+        """Code y wavefront by wavefront (on the entropy-parameter device and dtype)."""
         height, width = y.shape[-2:]
-        y = y[0]
         y_hat = F.pad(torch.zeros_like(y), (PAD, PAD, PAD, PAD))
         ctx = self._context_operator()
         symbols, indexes = [], []
@@ -98,16 +106,20 @@ class Cheng2020Attn(Cheng2020Attention, Backbone):
             gc.cdf_length.tolist(),
             gc.offset.tolist(),
         )
-        return [y_string, z_string]
+        return [y_string]
 
     @torch.no_grad()
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
         y_string, z_string = sections
         z_shape = (height // 64, width // 64)
         z_hat = self.entropy_bottleneck.decompress([z_string], z_shape)
-        params = self._hyper(z_hat)
-        y_h, y_w = height // 16, width // 16
-        y_hat = torch.zeros(self.M, y_h + 2 * PAD, y_w + 2 * PAD, device=z_hat.device)
+        with parameter_space(self):
+            y_hat = self._decode_y(y_string, self._hyper(coding_tensor(self, z_hat)), height // 16, width // 16)
+        return self.g_s(y_hat.to(z_hat.device, z_hat.dtype)).clamp_(0, 1)
+
+    def _decode_y(self, y_string: bytes, params: Tensor, y_h: int, y_w: int) -> Tensor:
+        """Decode y wavefront by wavefront (on the entropy-parameter device and dtype); (1, M, y_h, y_w)."""
+        y_hat = params.new_zeros(self.M, y_h + 2 * PAD, y_w + 2 * PAD)
         ctx = self._context_operator()
         gc = self.gaussian_conditional
         cdf, cdf_len, offsets = gc.quantized_cdf.tolist(), gc.cdf_length.tolist(), gc.offset.tolist()
@@ -119,5 +131,4 @@ class Cheng2020Attn(Cheng2020Attention, Backbone):
             values = decoder.decode_stream(idx, cdf, cdf_len, offsets)
             y_q = torch.tensor(values, dtype=means.dtype, device=means.device).reshape(means.shape)
             y_hat[:, rows + PAD, cols + PAD] = y_q + means
-        y_hat = y_hat[None, :, PAD:-PAD, PAD:-PAD]
-        return self.g_s(y_hat).clamp_(0, 1)
+        return y_hat[None, :, PAD:-PAD, PAD:-PAD]

@@ -145,6 +145,11 @@ class TIC(Backbone):
     encode = Cheng2020Attn.encode
     decode = Cheng2020Attn.decode
     _wavefronts = Cheng2020Attn._wavefronts
+    _encode_y = Cheng2020Attn._encode_y
+    _decode_y = Cheng2020Attn._decode_y
+    entropy_path = Cheng2020Attn.entropy_path
+    parameter_modules = ("h_s0", "h_s1", "h_s2", "h_s3", "h_s4", "context_prediction", "entropy_parameters",
+                         "gaussian_conditional")
 
     def __init__(self, N: int = 128, M: int = 192, depths: Sequence[int] = (2, 4, 6, 2, 2),
                  num_heads: Sequence[int] = (4, 8, 16, 16, 16), window_size: int = 8, mlp_ratio: float = 4.0,

@@ -46,3 +46,17 @@ def on_cpu_float64(owner: nn.Module, names: Sequence[str]) -> Iterator[None]:
     finally:
         for name, module in originals.items():
             setattr(owner, name, module)
+
+
+def parameter_space(backbone: nn.Module) -> contextlib.AbstractContextManager:
+    """The backbone's entropy-parameter modules as coding uses them: as they are, or CPU float64 copies."""
+    if getattr(backbone, "entropy_path", "native") == "cpu64":
+        return on_cpu_float64(backbone, backbone.parameter_modules)
+    return contextlib.nullcontext()
+
+
+def coding_tensor(backbone: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` where the entropy parameters are computed (CPU float64 on the robust path)."""
+    if getattr(backbone, "entropy_path", "native") == "cpu64":
+        return tensor.to("cpu", torch.float64)
+    return tensor
