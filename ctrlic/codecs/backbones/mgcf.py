@@ -9,6 +9,8 @@ forward in training equals the sequential decode, and coding runs on cache-then-
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -123,7 +125,14 @@ class MGCF(Backbone):
         differently still compute the same floats.
         """
         with torch.no_grad(), single_thread():
-            return self._encode(x)
+            return self._on_cpu()._encode(x)
+
+    def _on_cpu(self) -> MGCF:
+        """The model coding runs: itself on the CPU, else a CPU copy — probabilities computed on a GPU
+        would not match a CPU decoder's bit for bit, so coding never uses the accelerator."""
+        if next(self.parameters()).device.type == "cpu":
+            return self
+        return copy.deepcopy(self).cpu()
 
     def _encode(self, x: Tensor) -> list[bytes]:
         x_int = torch.round(x.detach().float().cpu().clamp(0, 1) * 255)
@@ -145,7 +154,7 @@ class MGCF(Backbone):
 
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
         with torch.no_grad(), single_thread():
-            return self._decode(sections, height, width)
+            return self._on_cpu()._decode(sections, height, width)
 
     def _decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
         if len(sections) != 1:
