@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,7 +15,7 @@ from matplotlib.figure import Figure
 from ctrlic.codecs.codec import Codec
 from ctrlic.evaluation.classical import LOSSLESS_CODECS, lossless_bpsp, versions
 from ctrlic.evaluation.results import make_results, write_results
-from ctrlic.evaluation.sweep import SweepSettings, code_through_file, select_points
+from ctrlic.evaluation.sweep import SweepSettings, code_through_file, select_points, write_csv
 from ctrlic.lightning_modules.lossless import bits_per_subpixel
 
 log = logging.getLogger("ctrlic")
@@ -100,7 +99,7 @@ def run_lossless_sweep(codec: Codec, eval_sets: Mapping[str, Iterable[Mapping]],
                                "bit-exactly", means, meta)
         suffix = "" if n == 0 else f"_{set_name}"
         write_results(out_dir / f"results{suffix}.json", results)
-        _write_csv(out_dir / f"per_image{suffix}.csv", rows)
+        write_csv(out_dir / f"per_image{suffix}.csv", rows)
         plot_bpsp(results, out_dir / f"bpsp{suffix}.png", f"{label} on {set_name}")
         outputs[set_name] = results
     return outputs
@@ -141,11 +140,3 @@ def report_lossless(results: dict[str, dict], out_dir: Path, loggers, step: int 
         log.info("lossless on %s: bpsp %s (classical: %s)", set_name, points, classical)
         log.info("results: %s", out_dir / f"results{suffix}.json")
         log.info("plot: %s", out_dir / f"bpsp{suffix}.png")
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)

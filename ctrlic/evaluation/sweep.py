@@ -266,7 +266,7 @@ def run_sweep(
             suffix = "" if n == 0 else f"_{set_name}"
             results["meta"]["bd_rate"] = _bd_rate(results, dataset, settings)
             write_results(out_dir / f"results{suffix}.json", results)
-            _write_csv(out_dir / f"per_image{suffix}.csv", per_image)
+            write_csv(out_dir / f"per_image{suffix}.csv", per_image)
             _plot(results, out_dir / f"rd{suffix}.png", dataset, settings, f"{label} on {set_name}")
             outputs[set_name] = results
     return outputs
@@ -321,7 +321,8 @@ def _bd_rate(results: dict, dataset: str | None, settings: SweepSettings) -> dic
     return {**entry, "value": value, "reason": result.reason}
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows of dicts as CSV, columns in first-seen order (rows may differ in their keys)."""
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
