@@ -18,7 +18,7 @@ from benchmarks.common import write_json
 from ctrlic.codecs.codec import Codec
 
 #: the codecs with a device-robust path (ChannelAutoregressive backbones)
-ROBUST_CODECS = ("stf", "tcm")
+ROBUST_CODECS = ("stf", "tcm", "cheng2020_attn", "tic")
 
 
 def timed(fn, repeats: int):
