@@ -95,6 +95,19 @@ def load_mgcf(checkpoint: str | None, dim: int, patch: int) -> MGCF:
     return MGCF(dim=dim, patch_size=patch).eval()
 
 
+def summary_line(payload: dict, steps: int) -> str:
+    """The figures 4 and 5 as one line of Markdown."""
+    cci = payload["cci"]
+    line = (f"MGCF CCI speed-up {cci['speedup']:.1f}× on {payload['image']} ({cci['cci_s']:.1f} s vs "
+            f"{cci['naive_s']:.0f} s) [target ≥ 10×]")
+    rpft = payload.get("rpft")
+    if rpft:
+        fast, full = rpft[f"T={steps} RPFT"], rpft[f"T={steps} all patches"]
+        line += (f"; RPFT at T={steps}: adaptation {fast['adaptation_s'] / full['adaptation_s']:.2f}× the time of "
+                 f"all patches, bpsp {fast['bpsp']:.3f} vs {full['bpsp']:.3f} [target ≤ 0.8× at ≤ +0.1 %]")
+    return line
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="ctrlic checkpoint or exported codec of an MGCF")
@@ -116,8 +129,8 @@ def main(argv: list[str] | None = None) -> Path:
                "coding": coding_times(Codec(model, name="mgcf"), x)}
     if args.rpft_size:
         payload["rpft"] = rpft_figure(model, image_crop(args.rpft_size), args.rpft_steps, PAPER_RANKS)
+    payload["markdown"] = summary_line(payload, args.rpft_steps)
     path = write_json(args.name, payload, RESULTS_DIR)
-    print(path.read_text())
     return path
 
 
