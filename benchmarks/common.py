@@ -34,6 +34,16 @@ def machine_info() -> dict:
     }
 
 
+def timed_round_trip(codec, x, knobs=None) -> tuple[bytes, object, float, float]:
+    """Compress then decompress in memory: (bitstream, decoded image, encode seconds, decode seconds)."""
+    start = time.perf_counter()
+    data = codec.compress(x, knobs)
+    encode = time.perf_counter() - start
+    start = time.perf_counter()
+    x_hat = codec.decompress(data)
+    return data, x_hat, encode, time.perf_counter() - start
+
+
 def write_json(name: str, payload: dict, out_dir: Path = RESULTS_DIR) -> Path:
     """Write ``<out_dir>/<name>.json`` with the machine info and the command that produced it.
 

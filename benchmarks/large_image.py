@@ -13,7 +13,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from PIL import Image
 from rich.progress import Progress
 
 from benchmarks.codecs import BENCH_CODECS, KODAK4, SLOW_CODECS, build_bench_codec
-from benchmarks.common import ROOT, write_json
+from benchmarks.common import ROOT, timed_round_trip, write_json
 from ctrlic.cli.parser import DEFAULT_TILE
 from ctrlic.datamodules.image_io import to_tensor
 
@@ -55,12 +54,7 @@ def child(name: str, height: int, width: int, tile: int, paper: bool) -> dict:
         codec.set_entropy_path("cpu64")
     x = photograph(height, width)
     knobs = codec.control.sweep_points()[0] if codec.knobs else {}
-    start = time.perf_counter()
-    data = codec.compress(x, knobs)
-    encode = time.perf_counter() - start
-    start = time.perf_counter()
-    x_hat = codec.decompress(data)
-    decode = time.perf_counter() - start
+    data, x_hat, encode, decode = timed_round_trip(codec, x, knobs)
     assert x_hat.shape == x.shape
     return {"codec": name, "lossless": codec.lossless, "tile": codec.tile, "bpp": 8 * len(data) / (height * width),
             "encode_s": encode, "decode_s": decode, "peak_gib": _peak_gib()}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import RESULTS_DIR, write_json
+from benchmarks.common import RESULTS_DIR, timed_round_trip, write_json
 from ctrlic.codecs.backbones.mgcf import MGCF
 from ctrlic.codecs.build import load_codec
 from ctrlic.codecs.codec import Codec
@@ -65,12 +65,7 @@ def cci_speedup(model: MGCF, x: torch.Tensor, naive_steps: int) -> dict:
 
 
 def coding_times(codec: Codec, x: torch.Tensor, knobs: dict | None = None) -> dict:
-    start = time.perf_counter()
-    data = codec.compress(x, knobs)
-    enc = time.perf_counter() - start
-    start = time.perf_counter()
-    y = codec.decompress(data)
-    dec = time.perf_counter() - start
+    data, y, enc, dec = timed_round_trip(codec, x, knobs)
     exact = bool(torch.equal(torch.round(y * 255), torch.round(x * 255)))
     return {"bpsp": 8 * len(data) / x[0].numel(), "encode_s": enc, "decode_s": dec, "bit_exact": exact}
 

@@ -27,6 +27,15 @@ def image() -> torch.Tensor:
     return torch.rand(1, 3, 150, 200)
 
 
+def compress_tiled(codec, image, tile: int, knobs=None) -> bytes:
+    """Compress with tiles of ``tile`` pixels, leaving the codec untiled afterwards."""
+    codec.set_tile(tile)
+    try:
+        return codec.compress(image, knobs)
+    finally:
+        codec.set_tile(None)
+
+
 @pytest.mark.parametrize(("height", "width", "tile"), [(150, 200, 64), (64, 64, 64), (1, 1, 64), (130, 65, 128)])
 def test_tile_grid_covers_every_pixel_once(height, width, tile):
     count = torch.zeros(height, width, dtype=torch.int32)
@@ -37,11 +46,7 @@ def test_tile_grid_covers_every_pixel_once(height, width, tile):
 
 
 def test_tiled_bitstream_records_grid_and_decodes_tile_by_tile(codec, image):
-    codec.set_tile(64)
-    try:
-        data = codec.compress(image, {"alpha": 0.3})
-    finally:
-        codec.set_tile(None)
+    data = compress_tiled(codec, image, 64, {"alpha": 0.3})
     header, sections = bitstream.unpack(data)
     assert header.extras[TILE] == [64, 2]
     assert len(sections) == 2 * len(tile_grid(150, 200, 64)) == 24
@@ -54,11 +59,7 @@ def test_tiled_bitstream_records_grid_and_decodes_tile_by_tile(codec, image):
 
 
 def test_images_within_one_tile_are_not_tiled(codec, image):
-    codec.set_tile(256)
-    try:
-        data = codec.compress(image)
-    finally:
-        codec.set_tile(None)
+    data = compress_tiled(codec, image, 256)
     assert TILE not in bitstream.read_header(data).extras
     assert data == codec.compress(image)
 
@@ -69,11 +70,7 @@ def test_tile_size_must_be_a_multiple_of_the_padding(codec):
 
 
 def test_tiled_bitstream_with_missing_tile_sections_is_refused(codec, image):
-    codec.set_tile(64)
-    try:
-        data = codec.compress(image)
-    finally:
-        codec.set_tile(None)
+    data = compress_tiled(codec, image, 64)
     header, sections = bitstream.unpack(data)
     forged = bitstream.pack(header, sections[:-2])  # a valid container that lost its last tile
     with pytest.raises(bitstream.BitstreamError, match="expected 2 for each of 12 tiles"):
