@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from ctrlic.errors import UserError
+
 MAGIC: bytes = b"CTLC"
 FORMAT_VERSION: int = 1
 
@@ -36,7 +38,7 @@ _FLOAT32 = struct.Struct("<f")
 _CRC32 = struct.Struct("<I")
 
 
-class BitstreamError(ValueError):
+class BitstreamError(UserError):
     """Raised for any bitstream that cannot be decoded; the message says why and what to do."""
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ctrlic.errors import UserError
+
 #: wrappers under which training scripts store the weights (CompressAI, CAT, Lightning, ours)
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "network", "model", "net")
 #: prefixes added by DataParallel/DDP, Lightning modules and our own wrappers
@@ -27,7 +29,7 @@ OLD_NAMES = (
 ZOO_SCHEME = "zoo:"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be read or does not fit the model; the message says what was found."""
 
 

@@ -16,13 +16,14 @@ from torch import Tensor
 
 from ctrlic.codecs.codec import Codec
 from ctrlic.codecs.control.base import KnobError
+from ctrlic.errors import UserError
 from ctrlic.metrics.quality import psnr
 
 #: what a target can be: bits per pixel of the whole file, or PSNR of the decoded image (dB)
 TARGET_METRICS = ("bpp", "psnr")
 
 
-class RateSearchError(ValueError):
+class RateSearchError(UserError):
     """A target the codec cannot search for (lossless codec, fixed-rate codec, bad target)."""
 
 

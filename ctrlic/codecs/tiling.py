@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ctrlic.errors import UserError
 
-class TilingError(ValueError):
+
+class TilingError(UserError):
     """A tile size the codec cannot use; the message says which sizes work."""
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ctrlic.errors import UserError
+
 #: file suffixes read by :func:`list_images` (compared case-insensitively)
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -23,7 +25,7 @@ _PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.D
 _EXIF_ORIENTATION = 0x0112
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError):
     """An image file that cannot be read; the message names the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, why: str) -> None:

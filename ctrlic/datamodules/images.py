@@ -28,12 +28,13 @@ from ctrlic.datamodules.image_io import (
     to_tensor,
     verify_image,
 )
+from ctrlic.errors import UserError
 
 TRAIN_KEY = "data.train_dir"
 HOLDOUT_KEY = "data.val_split"
 
 
-class DataConfigError(FileNotFoundError):
+class DataConfigError(UserError, FileNotFoundError):
     """A configured image folder is missing, empty or unreadable; the message names the config key."""
 
 

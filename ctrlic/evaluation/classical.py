@@ -13,6 +13,7 @@ import imagecodecs
 import numpy as np
 import torch
 
+from ctrlic.errors import UserError
 from ctrlic.evaluation.results import make_results
 from ctrlic.metrics.quality import ms_ssim, psnr
 
@@ -47,7 +48,7 @@ _LOSSY: dict[str, tuple[Callable, Callable]] = {
 }
 
 
-class ClassicalCodecError(ValueError):
+class ClassicalCodecError(UserError):
     """Bad input to a classical codec: unknown codec name, quality out of range, or not an RGB uint8 image."""
 
 

@@ -6,10 +6,11 @@ import math
 from collections.abc import Mapping, Sequence
 
 from ctrlic.codecs.codec import Codec
+from ctrlic.errors import UserError
 from ctrlic.lightning_modules.rd import RDModule
 
 
-class PromptTrainingError(ValueError):
+class PromptTrainingError(UserError):
     """A prompt-training config that does not fit the codec (no prompt sets, unknown set)."""
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ctrlic.errors import UserError
+
 #: network -> (file name in torch hub's cache, download URL): torchvision's ImageNet backbones and
 #: torch-fidelity's FID Inception (TensorFlow's 2015-12-05 graph converted to PyTorch)
 BACKBONES = {
@@ -22,11 +24,11 @@ BACKBONES = {
 }
 
 
-class MissingWeightsError(FileNotFoundError, ValueError):
+class MissingWeightsError(UserError, FileNotFoundError):
     """Pretrained weights that cannot be downloaded here are not where they were looked for."""
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(UserError):
     """A weights file that does not fit the network it was given to."""
 
 

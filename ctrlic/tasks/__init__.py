@@ -8,36 +8,12 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ctrlic.codecs.backbones.vqgan import VQGANConfigError
-from ctrlic.codecs.bitstream import BitstreamError
-from ctrlic.codecs.checkpoint import CheckpointError
-from ctrlic.codecs.control.base import KnobError
-from ctrlic.codecs.control.instance_lora import InstanceLoRAError
-from ctrlic.codecs.control.layer_prompts import LayerPromptsError
-from ctrlic.codecs.lossless.scan import ScanError
-from ctrlic.datamodules.images import DataConfigError
-from ctrlic.lightning_modules.prompt import PromptTrainingError
-from ctrlic.metrics.weights import MissingWeightsError, WeightsMismatchError
-from ctrlic.tasks.summarize import SummaryError
-from ctrlic.utils.resume import ResumeError
+from ctrlic.errors import user_error
 
 TASKS = ("train", "eval", "info", "export", "summarize", "assemble")
-#: errors caused by the user's input: reported in one line, without a traceback
-USER_ERRORS = (DataConfigError, CheckpointError, KnobError, BitstreamError, SummaryError, ResumeError,
-               LayerPromptsError, PromptTrainingError, MissingWeightsError, WeightsMismatchError,
-               InstanceLoRAError, ScanError, VQGANConfigError)
 REPO_DIR = Path(__file__).resolve().parents[2]
 
 log = logging.getLogger("ctrlic")
-
-
-def user_error(err: BaseException) -> BaseException | None:
-    """The user-input error behind ``err`` (Hydra wraps errors raised while instantiating), if any."""
-    while err is not None:
-        if isinstance(err, USER_ERRORS):
-            return err
-        err = err.__cause__ or err.__context__
-    return None
 
 
 def run(cfg: DictConfig):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from ctrlic.errors import UserError
 from ctrlic.evaluation.plot import plot_rd
 from ctrlic.evaluation.references import load_reference_curves, reference_dir
 from ctrlic.evaluation.results import load_results
@@ -26,7 +27,7 @@ COLUMNS = ("job", "overrides", "name", "dataset", "points", "mean_bpp", "mean_qu
            "bd_reference", "bd_reason", "loss", "global_step")
 
 
-class SummaryError(ValueError):
+class SummaryError(UserError):
     """The folder to summarize is missing or holds no job results."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ctrlic.errors import UserError
 from ctrlic.utils.checkpoint_io import PARTIAL_PREFIX
 
 log = logging.getLogger("ctrlic")
@@ -12,7 +13,7 @@ log = logging.getLogger("ctrlic")
 RESUME_MODES = ("auto", "never")
 
 
-class ResumeError(ValueError):
+class ResumeError(UserError):
     """``resume`` has a value that is not a resume mode."""
 
 

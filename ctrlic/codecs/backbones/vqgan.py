@@ -32,6 +32,7 @@ from ctrlic.codecs.backbones.vqgan_blocks import (
 from ctrlic.codecs.bitstream import BitstreamError
 from ctrlic.codecs.control.granularity import EntropySettings, grain_masks, masks_from_kernel, pixel_kernel
 from ctrlic.codecs.huffman import HuffmanCode, decode_mask, encode_mask
+from ctrlic.errors import UserError
 
 #: prefixes of the codec's weights in the official checkpoint (``loss.*`` is the discriminator)
 CODEC_PREFIXES = ("encoder", "decoder", "quantize", "quant_conv", "post_quant_conv")
@@ -40,7 +41,7 @@ WEIGHT_VARIANTS = ("raw", "ema")
 SECTIONS = ("mask_coarse", "mask_medium", "indices_coarse", "indices_medium", "indices_fine")
 
 
-class VQGANConfigError(ValueError):
+class VQGANConfigError(UserError):
     """A VQGAN size that cannot work (too few levels, branch widths that do not meet)."""
 
 

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from ctrlic.errors import UserError
 
-class KnobError(ValueError):
+
+class KnobError(UserError):
     """A knob value the codec cannot take (unknown name, out of range)."""
 
 

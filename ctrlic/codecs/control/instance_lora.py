@@ -31,9 +31,10 @@ from ctrlic.codecs.bitstream import BitstreamError
 from ctrlic.codecs.control.base import ControlScheme, Knob
 from ctrlic.codecs.lossless import mixture, scan
 from ctrlic.codecs.lossless.coder import Decoder, Encoder
+from ctrlic.errors import UserError
 
 
-class InstanceLoRAError(ValueError):
+class InstanceLoRAError(UserError):
     """A per-image adaptation setting that cannot work (pattern matching nothing, wrong layer type)."""
 
 

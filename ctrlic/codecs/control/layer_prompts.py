@@ -27,12 +27,13 @@ from ctrlic.codecs.backbones.swin import (
     window_attention,
 )
 from ctrlic.codecs.control.base import ControlScheme, Knob
+from ctrlic.errors import UserError
 
 #: where the scheme keeps its modules inside the backbone (state-dict prefix)
 PROMPT_SETS = "prompt_sets"
 
 
-class LayerPromptsError(ValueError):
+class LayerPromptsError(UserError):
     """A layer_prompts config that does not fit the backbone (unknown module, no Swin blocks, λs)."""
 
 

@@ -16,13 +16,15 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from ctrlic.errors import UserError
+
 #: entropy-parameter paths a container may name: the backbone's own device and dtype, or CPU float64
 ENTROPY_PATHS = ("native", "cpu64")
 #: the container extras key recording the path (absent: native)
 EXTRAS_KEY = "ep"
 
 
-class EntropyPathError(ValueError):
+class EntropyPathError(UserError):
     """An entropy-parameter path this backbone cannot take."""
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ctrlic.errors import UserError
 
-class ScanError(ValueError):
+
+class ScanError(UserError):
     """A patch or kernel size the scan cannot use."""
 
 
