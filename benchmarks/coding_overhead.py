@@ -40,11 +40,11 @@ def ideal_bits(codec: Codec, x: torch.Tensor, knobs: dict) -> dict[str, float]:
     """
     values = codec.set_knobs(knobs)
     padded = pad_to_multiple(x, codec.backbone.pad_multiple)
-    codec.control.encode_side(codec.backbone, padded, values)
+    codec.control.encode_side(padded, values)
     try:
         out = codec(padded)
     finally:
-        codec.control.release(codec.backbone)
+        codec.control.release()
     logs = out.get("log_likelihoods")
     if isinstance(logs, torch.Tensor):
         logs = {next(iter(out["likelihoods"])): logs}

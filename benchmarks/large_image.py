@@ -49,9 +49,9 @@ def child(name: str, height: int, width: int, tile: int, paper: bool) -> dict:
     codec = build_bench_codec(name, paper=paper)
     codec.prepare()
     m = codec.backbone.pad_multiple
-    codec.set_tile(math.ceil(tile / m) * m if tile else None)
-    if codec.robust_entropy_supported:
-        codec.set_entropy_path("cpu64")
+    codec.set_options(tile=math.ceil(tile / m) * m if tile else None)
+    if codec.backbone.robust_entropy:
+        codec.set_options(entropy_path="cpu64")
     x = photograph(height, width)
     knobs = codec.control.sweep_points()[0] if codec.knobs else {}
     data, x_hat, encode, decode = timed_round_trip(codec, x, knobs)

@@ -59,7 +59,7 @@ def child(codec_name: str, size: str, op: str, stream: Path, tile: int) -> dict:
     """Run one operation and report its peak RSS; compress writes ``stream``, decompress reads it."""
     codec = build_bench_codec(codec_name)
     codec.prepare()
-    codec.set_tile(tile or None)
+    codec.set_options(tile=tile or None)
     x = test_image(size)
     data = stream.read_bytes() if op == "decompress" else None
     reset = _reset_peak()

@@ -19,12 +19,12 @@ import torch
 
 from benchmarks.common import RESULTS_DIR, timed_round_trip, write_json
 from ctrlic.codecs.backbones.mgcf import MGCF
-from ctrlic.codecs.build import load_codec
 from ctrlic.codecs.codec import Codec
 from ctrlic.codecs.control.instance_lora import InstanceLoRA
 from ctrlic.codecs.lossless import mixture, scan
 from ctrlic.codecs.lossless.cci import CachedScan
 from ctrlic.datamodules.image_io import load_rgb8
+from ctrlic.lightning_modules.checkpoint import open_codec
 
 KODAK = Path(__file__).resolve().parents[1] / "data" / "demo" / "kodak4" / "kodim23.png"
 #: CALLIC's placeholder ranks (W_A, W_V r = 8; MLP fc1 r = 4; Tucker (8, 4, 4)) as control config
@@ -85,7 +85,7 @@ def rpft_figure(backbone: MGCF, x: torch.Tensor, steps: int, control: dict) -> d
 
 def load_mgcf(checkpoint: str | None, dim: int, patch: int) -> MGCF:
     if checkpoint:
-        return load_codec(checkpoint).backbone.eval()
+        return open_codec(checkpoint).backbone.eval()
     torch.manual_seed(0)
     return MGCF(dim=dim, patch_size=patch).eval()
 

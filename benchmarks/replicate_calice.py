@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> Path:
     bb = args.backbone
     lmin, lmax = LAMBDA_RANGE[bb]
     lmin, lmax = args.lmbda_min or lmin, args.lmbda_max or lmax
-    common = ["data=demo", "data.num_workers=2", "data.eval_limit=4", "callbacks.rd_sweep.save_bitstreams=false",
+    common = ["data=demo", "data.num_workers=2", "data.eval_limit=4", "eval.save_bitstreams=false",
               f"trainer.val_check_interval={args.steps}", "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false"]
     if args.gpu:
         common += ["trainer=gpu", "backbone.size=small", "data.crop_size=256", "data.batch_size=16"]

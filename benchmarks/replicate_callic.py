@@ -16,13 +16,13 @@ import torch
 
 from benchmarks.common import RESULTS_DIR, ROOT, run_py, write_json
 from benchmarks.mgcf_speed import PAPER_RANKS, cci_speedup, image_crop
-from ctrlic.codecs.build import load_codec
 from ctrlic.codecs.codec import Codec
 from ctrlic.codecs.control.instance_lora import InstanceLoRA
+from ctrlic.datamodules.eval_images import center_crop
 from ctrlic.datamodules.image_io import load_rgb8
-from ctrlic.datamodules.images import center_crop
-from ctrlic.evaluation.lossless import run_lossless_sweep
-from ctrlic.evaluation.sweep import SweepSettings
+from ctrlic.evaluation.evaluate import evaluate
+from ctrlic.evaluation.settings import SweepSettings
+from ctrlic.lightning_modules.checkpoint import open_codec
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 #: fewer increment entries for 128×128 crops: at w = s = 0.05 every coded factor costs ~2 bits
@@ -52,7 +52,7 @@ def pretrain(out: Path, size: str, steps: int, batch: int, lr: float) -> Path:
     run_py("experiment=mgcf", "data=kodak", f"backbone.size={size}", "data.crop_size=64", f"data.batch_size={batch}",
            f"module.lr={lr}", "data.num_workers=0", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
            "data.val_limit=2", "data.val_crop=128", "data.eval_crop=128", "data.eval_limit=2",
-           "callbacks.rd_sweep.save_bitstreams=false",
+           "eval.save_bitstreams=false",
            "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", log=run_dir / "train.log")
     return ckpt
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> Path:
     torch.set_num_threads(1)
     args.out = args.out or RESULTS_DIR / args.name
     ckpt = pretrain(args.out, args.size, args.train_steps, args.batch, args.lr)
-    backbone = load_codec(ckpt).backbone.eval()
+    backbone = open_codec(ckpt).backbone.eval()
     images = kodak_crops(args.images, args.crop)
     ranks = SMALL_RANKS if args.ranks == "small" else PAPER_RANKS
     runs = {}
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> Path:
         codec = Codec(backbone, InstanceLoRA(**ranks, rpft=rpft, steps=max(args.steps), max_steps=max(args.steps),
                                                sweep=points), name="mgcf")
         settings = SweepSettings(points=[{"steps": t} for t in points], save_bitstreams=False, label=f"CALLIC ({name})")
-        runs[name] = run_lossless_sweep(codec, {"kodak": images}, args.out / name, settings)["kodak"]
+        runs[name] = evaluate(codec, {"kodak": images}, args.out / name, settings)["kodak"]
     base = runs["rpft"]
     t0_enc = base["results"]["encoding_time"][0]
     table = {"T=0 (MGCF)": {"bpsp": base["results"]["bpsp"][0], "encode_s": t0_enc,
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> Path:
     payload = {
         "settings": vars(args) | {"out": str(args.out), "checkpoint": str(ckpt),
                                   "parameters": sum(p.numel() for p in backbone.parameters()),
-                                  "increment_entries": codec.control.increment_parameters(backbone)},
+                                  "increment_entries": codec.control.increment_parameters()},
         "kodak_crops": table,
         "classical": base["meta"]["classical"],
         "per_image_gain_largest_T_rpft": _gains(args.out / "rpft" / "per_image.csv", len(args.steps)),

@@ -19,13 +19,13 @@ import torch
 
 from benchmarks.common import RESULTS_DIR, ROOT, run_py, write_json
 from ctrlic.codecs.backbones.vqgan import native_tokens
-from ctrlic.codecs.build import load_codec
 from ctrlic.codecs.control.granularity import GRAINS, theoretical_bpp
 from ctrlic.codecs.huffman import HuffmanCode, encode_mask
 from ctrlic.codecs.rate_search import search_target
 from ctrlic.datamodules.image_io import list_images, load_rgb8, to_tensor
 from ctrlic.evaluation.plot import plot_rd
 from ctrlic.evaluation.results import load_results
+from ctrlic.lightning_modules.checkpoint import open_codec
 
 SHARED = ROOT.parent / "shared" / "data"
 #: target bpps for rate control, as fractions of the way between an image's lowest and highest rate
@@ -41,7 +41,7 @@ def train(args: argparse.Namespace, run_dir: Path) -> float | None:
         f"data.crop_size={args.crop}", f"data.batch_size={args.batch}", f"backbone.size={args.size}",
         f"module.lr={args.lr}", f"module.discriminator.ndf={args.ndf}", "module.lpips.pretrained=false",
         f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.steps}", "trainer.limit_val_batches=2",
-        "trainer.enable_progress_bar=false", "callbacks.rd_sweep.save_bitstreams=false",
+        "trainer.enable_progress_bar=false", "eval.save_bitstreams=false",
         f"hydra.run.dir={run_dir}",
     ]
     return run_py(*overrides, log=run_dir / "log.txt")
@@ -73,7 +73,7 @@ def coding_breakdown(codec, x: torch.Tensor, ratios: dict[str, float]) -> dict[s
 
 
 def analyse(run_dir: Path, kodak: Path, n_images: int) -> dict:
-    codec = load_codec(run_dir / "checkpoints" / "last.ckpt")
+    codec = open_codec(run_dir / "checkpoints" / "last.ckpt")
     images = [to_tensor(load_rgb8(p)[0])[None] for p in list_images(kodak)[:n_images]]
     length = codec.backbone.mean_code_length()
     rows = [dict(zip(GRAINS, row, strict=True)) for row in codec.control.table]

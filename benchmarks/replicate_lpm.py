@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> Path:
     control = "layer_prompts_tic" if args.backbone == "tic" else "layer_prompts_tic_hyperprior"
     common = ["data=demo", "data.num_workers=0", f"data.crop_size={args.crop}", "data.batch_size=4",
               f"data.eval_crop={args.eval_crop}", "data.val_limit=2", f"data.val_crop={args.eval_crop}",
-              "callbacks.rd_sweep.save_bitstreams=false", "trainer.enable_progress_bar=false",
+              "eval.save_bitstreams=false", "trainer.enable_progress_bar=false",
               f"backbone={args.backbone}", "backbone.size=tiny", "module.lr=1e-3"]
     seconds: dict[str, float | None] = {}
 

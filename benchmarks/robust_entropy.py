@@ -32,7 +32,7 @@ def timed(fn, repeats: int):
 
 
 def measure(codec: Codec, x: torch.Tensor, path: str, repeats: int) -> dict:
-    codec.set_entropy_path(path)
+    codec.set_options(entropy_path=path)
     enc, data = timed(lambda: codec.compress(x), repeats)
     dec, x_hat = timed(lambda: codec.decompress(data), repeats)
     return {"bytes": len(data), "encode_s": enc, "decode_s": dec, "x_hat": x_hat}

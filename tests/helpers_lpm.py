@@ -38,5 +38,5 @@ def randomize_prompts(codec: Codec, scale: float = 0.5) -> None:
     """Give the prompt sets weights large enough to move the output visibly (fresh ones barely do)."""
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for p in codec.control.attached_parameters(codec.backbone):
+        for p in codec.control.attached_parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * scale / max(1, p[0].numel()) ** 0.5)

@@ -47,9 +47,9 @@ def check_against_calice(backbone: nn.Module, preset: dict, adapters_manifest: s
     assert {k: v for k, v in after.items() if k in untouched} == untouched
     assert len(after) == len(before) + len(adapter_rows)
     assert len(scheme.adapters) == n_adapters
-    assert sum(p.numel() for p in scheme.attached_parameters(backbone)) == n_params
-    assert {id(p) for p in scheme.trainable_parameters(backbone)} == \
-        {id(p) for p in scheme.attached_parameters(backbone)}
+    assert sum(p.numel() for p in scheme.attached_parameters()) == n_params
+    assert {id(p) for p in scheme.trainable_parameters()} == \
+        {id(p) for p in scheme.attached_parameters()}
 
     # a released CALICE checkpoint = anchor keys renamed per MOVED + the ADAPTER tensors
     state = synthetic_state_dict(backbone_manifest)
@@ -93,7 +93,7 @@ def tiny():
     scheme = AlphaAdapters(**CHENG2020_ATTN)
     scheme.attach(adapted)
     with torch.no_grad():
-        for p in scheme.attached_parameters(adapted):
+        for p in scheme.attached_parameters():
             p.normal_(0, 0.1)
     return anchor, adapted, scheme, torch.rand(1, 3, 64, 64)
 
@@ -118,7 +118,7 @@ def test_alpha_changes_output_and_merge_is_exact(tiny):
     x_hat = adapted.g_s(y)
     assert not torch.allclose(x_hat, anchor.g_s(y))
 
-    scheme.merge(adapted)
+    scheme.merge()
     assert not any(isinstance(m, (ConvAdapter, SubpelConvAdapter)) for m in adapted.modules())
     assert shapes(adapted) == shapes(anchor)
     torch.testing.assert_close(adapted.g_a(x), y, **TOL)

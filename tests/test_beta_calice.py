@@ -46,7 +46,7 @@ def test_keys_follow_the_authors_lora_with_lora_layout():
 def test_beta_zero_reproduces_the_variable_rate_model_exactly():
     calice, beta, _, _ = tiny_calice_and_beta()
     with torch.no_grad():  # a trained β set: non-zero at β > 0
-        for p in beta.control.adapter_sets(beta.backbone)["beta"]:
+        for p in beta.control.adapter_sets()["beta"]:
             p.normal_(0, 0.05)
     x = torch.rand(1, 3, 64, 64)
     for alpha in (0.0, 0.4, 1.0):
@@ -71,7 +71,7 @@ def test_exported_beta_codec_loads_and_decodes_the_same_bitstream(tmp_path):
 
     _, beta, _, _ = tiny_calice_and_beta()
     with torch.no_grad():
-        for p in beta.control.adapter_sets(beta.backbone)["beta"]:
+        for p in beta.control.adapter_sets()["beta"]:
             p.normal_(0, 0.05)
     x = torch.rand(1, 3, 64, 64)
     data = beta.compress(x, {"alpha": 0.6, "beta": 1.0})
@@ -101,9 +101,9 @@ def test_stacked_adapter_merges_exactly(make):
 def test_only_the_beta_set_trains_and_both_sets_are_counted():
     _, beta, _, _ = tiny_calice_and_beta()
     scheme = beta.control
-    sets = scheme.adapter_sets(beta.backbone)
-    assert {id(p) for p in scheme.trainable_parameters(beta.backbone)} == {id(p) for p in sets["beta"]}
-    groups = scheme.parameter_groups(beta.backbone)
+    sets = scheme.adapter_sets()
+    assert {id(p) for p in scheme.trainable_parameters()} == {id(p) for p in sets["beta"]}
+    groups = scheme.parameter_groups()
     assert groups["alpha set"] == groups["beta set"] > 0
     module = _rdp_module(beta)
     assert sum(p.numel() for p in module.net_params) == groups["beta set"]
@@ -208,7 +208,7 @@ def test_info_prints_both_adapter_sets_at_paper_size(tmp_path):
 def test_paper_size_beta_run_with_batch_two_on_one_crop(tmp_path):
     run_cli("experiment=beta_calice_stf", "data=demo", "data.batch_size=2", "data.crop_size=256",
             "data.num_workers=0", "trainer.max_steps=2", "trainer.val_check_interval=2", "data.val_limit=1",
-            "data.val_crop=256", "data.eval_limit=1", "data.eval_crop=256", "callbacks.rd_sweep.max_points=2",
+            "data.val_crop=256", "data.eval_limit=1", "data.eval_crop=256", "eval.max_points=2",
             "module.lpips.pretrained=false", "module.val_alphas=[0.0,1.0]", "trainer.enable_progress_bar=false",
             f"hydra.run.dir={tmp_path}", timeout=3000)
     results = load_results(tmp_path / "results.json")

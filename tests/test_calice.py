@@ -86,7 +86,7 @@ def test_smoke_run_sweeps_alpha_with_real_bitstreams(experiment, tmp_path):
 def test_paper_size_run_with_batch_two_on_one_image(experiment, tmp_path):
     run_cli(f"experiment={experiment}", "data=demo", "data.batch_size=2", "data.crop_size=256",
             "data.num_workers=0", "trainer.max_steps=2", "trainer.val_check_interval=2", "data.val_limit=1",
-            "data.val_crop=256", "data.eval_limit=1", "data.eval_crop=256", "callbacks.rd_sweep.max_points=3",
+            "data.val_crop=256", "data.eval_limit=1", "data.eval_crop=256", "eval.max_points=3",
             "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}", timeout=3000)
     results = load_results(tmp_path / "results.json")
     assert len(results["results"]["bpp"]) == 3 and all(b > 0 for b in results["results"]["bpp"])

@@ -55,12 +55,13 @@ def test_missing_lpips_weights_say_which_file_and_where(tmp_path, monkeypatch):
 def test_rd_sweep_measures_lpips_when_asked(tmp_path):
     from ctrlic.codecs.backbones.cheng import Cheng2020Attn
     from ctrlic.codecs.codec import Codec
-    from ctrlic.evaluation.sweep import SweepSettings, run_sweep
+    from ctrlic.evaluation.evaluate import evaluate
+    from ctrlic.evaluation.settings import SweepSettings
 
     torch.manual_seed(0)
     codec = Codec(Cheng2020Attn(N=32), name="cheng2020_attn")
     images = [{"x": torch.rand(1, 3, 64, 64), "name": ["a.png"]}]
     settings = SweepSettings(lpips={"net": "alex", "pretrained": False}, save_bitstreams=False, label="x")
-    results = run_sweep(codec, {"kodak4": images}, tmp_path, settings)["kodak4"]
+    results = evaluate(codec, {"kodak4": images}, tmp_path, settings)["kodak4"]
     assert results["results"]["lpips"][0] > 0
     assert not list((tmp_path / "bitstreams").rglob("*.ctl"))

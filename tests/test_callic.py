@@ -35,9 +35,9 @@ def test_decoder_uses_the_encoders_increments():
     data = bytearray(codec.compress(x, {"steps": 3}))
     header, sections = unpack(bytes(data))
     side = codec.control
-    side.decode_side(codec.backbone, sections[:1], {"steps": 3})
+    side.decode_side(sections[:1], {"steps": 3})
     adapted = {n: p.clone() for n, p in codec.backbone.named_parameters()}
-    side.release(codec.backbone)
+    side.release()
     changed = [n for n, p in codec.backbone.named_parameters() if not torch.equal(p, adapted[n])]
     assert changed and all(n.endswith("weight") for n in changed)
 

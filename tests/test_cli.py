@@ -86,6 +86,20 @@ def test_lossless_model_round_trips_exactly(lossless_model, tmp_path, home):  # 
     assert np.array_equal(np.asarray(Image.open(tmp_path / "x.png")), np.asarray(Image.open(image)))
 
 
+def test_eval_evaluates_a_lossless_codec(lossless_model, tmp_path, home):  # noqa: F811
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for n in range(2):
+        kodak_crop(folder / f"c{n}.png", height=24 + 8 * n, width=32)
+    proc = ctrlic("eval", "--model", lossless_model, "--data", folder, "--out", tmp_path / "ev", home=home)
+    assert proc.returncode == 0, proc.stderr
+    assert "bpsp" in proc.stdout
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert results["meta"]["bit_exact"] and results["meta"]["num_images"] == 2
+    assert 0 < results["results"]["bpsp"][0] < 16 and "png" in results["meta"]["classical"]
+    assert (tmp_path / "ev" / "bpsp.png").is_file() and (tmp_path / "ev" / "per_image.csv").is_file()
+
+
 @pytest.mark.slow
 def test_eval_writes_the_rd_sweep_results(models, tmp_path, home):  # noqa: F811
     proc = ctrlic("eval", "--model", models["model"], "--data", KODAK, "--crop", "64", "--out", tmp_path / "ev",

@@ -40,7 +40,7 @@ def test_every_experiment_composes_with_smoke(experiment):
     cfg = compose_cfg(f"experiment={experiment}", "debug=smoke")
     assert cfg.backbone.size == "tiny"
     assert cfg.data.crop_size == 64 and cfg.data.batch_size == 2
-    assert cfg.callbacks.rd_sweep.max_points == 5
+    assert cfg.eval.max_points == 5
     for key in ("backbone", "control", "module", "data", "trainer"):
         assert "_target_" in cfg[key], key
 

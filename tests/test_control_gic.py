@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ctrlic.codecs.build import load_codec
 from ctrlic.codecs.huffman import HuffmanCode
 from ctrlic.codecs.rate_search import search_target
+from ctrlic.lightning_modules.checkpoint import open_codec
 from tests.conftest import run_cli
 from tests.helpers_control_gic import kodak_image, tiny_codec, train_tiny
 
@@ -96,6 +96,6 @@ def test_smoke_experiment_writes_an_rd_curve_over_ratio_settings(tmp_path):
     assert len(bpp) >= 3 and all(b > a for a, b in zip(bpp, bpp[1:], strict=False))
     assert len(results["results"]["lpips"]) == len(bpp)
     assert {"fine", "medium", "coarse"} <= set(results["meta"]["points"][0])
-    codec = load_codec(tmp_path / "checkpoints" / "last.ckpt")
+    codec = open_codec(tmp_path / "checkpoints" / "last.ckpt")
     stream = sorted((tmp_path / "bitstreams").rglob("*.ctl"))[0]
     assert codec.decompress(stream.read_bytes()).shape[:2] == (1, 3)  # the checkpoint decodes the run's files

@@ -54,7 +54,7 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve_and_sweep_once(
 def test_ddp_trains_adapters_on_a_frozen_backbone_without_find_unused_parameters(tmp_path):
     run_cli("experiment=demo_calice", "debug=smoke", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
             "trainer.max_steps=2", "trainer.val_check_interval=2", "data.val_limit=1", "data.eval_limit=1",
-            "callbacks.rd_sweep.max_points=2", f"hydra.run.dir={tmp_path}")
+            "eval.max_points=2", f"hydra.run.dir={tmp_path}")
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert state["global_step"] == 2 and state["hyper_parameters"]["lmbda_min"] > 0
     assert (tmp_path / "results.json").is_file()

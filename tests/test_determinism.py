@@ -31,8 +31,8 @@ def image(tmp_path_factory):
 @pytest.mark.parametrize("path", ["native", "cpu64"])
 def test_same_image_same_bitstream_and_same_decoded_bytes(codec_file, image, path):
     first, second = load_codec(codec_file), load_codec(codec_file)  # two independent loads, as two runs
-    first.set_entropy_path(path)
-    second.set_entropy_path(path)
+    first.set_options(entropy_path=path)
+    second.set_options(entropy_path=path)
     data = first.compress(image, {"alpha": 0.4})
     assert second.compress(image, {"alpha": 0.4}) == data
     a, b = first.decompress(data), second.decompress(data)
@@ -42,10 +42,10 @@ def test_same_image_same_bitstream_and_same_decoded_bytes(codec_file, image, pat
 
 def test_robust_path_is_recorded_and_followed_by_the_decoder(codec_file, image):
     codec = load_codec(codec_file)
-    codec.set_entropy_path("cpu64")
+    codec.set_options(entropy_path="cpu64")
     robust = codec.compress(image)
     assert bitstream.read_header(robust).extras[EXTRAS_KEY] == "cpu64"
-    codec.set_entropy_path("native")
+    codec.set_options(entropy_path="native")
     plain = codec.compress(image)
     assert EXTRAS_KEY not in bitstream.read_header(plain).extras
     # a native-path codec decodes the robust stream (the header decides) to nearly the plain result
@@ -66,18 +66,18 @@ def _tiny(name: str):
 @pytest.mark.parametrize("name", ["cheng2020_attn", "tic"])
 def test_wavefront_backbones_code_on_the_robust_path(name, image):
     codec = _tiny(name)
-    codec.set_entropy_path("cpu64")
+    codec.set_options(entropy_path="cpu64")
     robust = codec.compress(image)
     assert bitstream.read_header(robust).extras[EXTRAS_KEY] == "cpu64"
     decoded = codec.decompress(robust)
     assert torch.equal(_tiny(name).decompress(robust), decoded)  # another load, the same pixels
-    codec.set_entropy_path("native")
+    codec.set_options(entropy_path="native")
     plain = codec.compress(image)
     assert psnr(decoded, codec.decompress(plain)) > 35  # float64 vs float32 means: the same image, nearly
 
 
 def test_backbone_without_robust_path_refuses_it():
     codec = _tiny("mgcf")
-    assert not codec.robust_entropy_supported
+    assert not codec.backbone.robust_entropy
     with pytest.raises(EntropyPathError, match="no device-robust"):
-        codec.set_entropy_path("cpu64")
+        codec.set_options(entropy_path="cpu64")

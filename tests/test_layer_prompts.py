@@ -119,9 +119,9 @@ def test_backbone_keys_unchanged_and_one_prompt_module_per_lambda():
     ours = codec.backbone.state_dict()
     assert [k for k in ours if not k.startswith("prompt_sets.")] == list(plain)
     assert sorted({k.split(".")[1] for k in ours if k.startswith("prompt_sets.")}) == ["0", "2"]
-    groups = codec.control.parameter_groups(codec.backbone)
+    groups = codec.control.parameter_groups()
     assert list(groups) == ["prompt=0 (λ=0.0035)", "prompt=2 (λ=0.013)"]
-    assert sum(groups.values()) == sum(p.numel() for p in codec.control.attached_parameters(codec.backbone))
+    assert sum(groups.values()) == sum(p.numel() for p in codec.control.attached_parameters())
 
 
 def test_knob_indexes_lambdas_in_rising_rate_order():

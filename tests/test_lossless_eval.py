@@ -10,8 +10,9 @@ import torch
 
 from ctrlic.codecs.backbones.mgcf import MGCF
 from ctrlic.codecs.codec import Codec
-from ctrlic.evaluation.lossless import LosslessMismatchError, code_image, run_lossless_sweep
-from ctrlic.evaluation.sweep import SweepSettings
+from ctrlic.evaluation.evaluate import evaluate
+from ctrlic.evaluation.lossless import LosslessMismatchError, code_image
+from ctrlic.evaluation.settings import SweepSettings
 from tests.conftest import run_cli
 from tests.helpers_lossless import kodak_crop, tiny_callic
 
@@ -19,7 +20,7 @@ from tests.helpers_lossless import kodak_crop, tiny_callic
 def test_sweep_writes_bpsp_classical_codecs_gain_and_plot(tmp_path):
     codec = tiny_callic(lr=5e-2)
     images = [{"x": kodak_crop(16, 24, name=n), "name": n} for n in ("kodim15.png", "kodim23.png")]
-    results = run_lossless_sweep(codec, {"kodak4": images}, tmp_path, SweepSettings(points=[{"steps": 0}, {"steps": 4}]))
+    results = evaluate(codec, {"kodak4": images}, tmp_path, SweepSettings(points=[{"steps": 0}, {"steps": 4}]))
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == json.loads(json.dumps(results["kodak4"]))
     bpsp = saved["results"]["bpsp"]

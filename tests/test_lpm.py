@@ -151,4 +151,4 @@ def test_paper_size_storage_one_tic_and_five_prompt_sets():
     codec = build_codec(backbone_config("tic", "q1_4"), control_config("layer_prompts_tic"))
     backbone = sum(p.numel() for n, p in codec.backbone.named_parameters() if not n.startswith("prompt_sets."))
     assert backbone == 10_227_299
-    assert list(codec.control.parameter_groups(codec.backbone).values()) == [1_081_730] * 5
+    assert list(codec.control.parameter_groups().values()) == [1_081_730] * 5

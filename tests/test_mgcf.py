@@ -13,7 +13,8 @@ from ctrlic.codecs.build import build_codec
 from ctrlic.codecs.codec import Codec
 from ctrlic.codecs.lossless import mixture, scan
 from ctrlic.codecs.lossless.cci import CachedScan
-from ctrlic.lightning_modules.lossless import LosslessModule, bits_per_subpixel
+from ctrlic.lightning_modules.lossless import LosslessModule
+from ctrlic.metrics.quality import bits_per_subpixel
 from tests.conftest import ROOT, run_cli
 from tests.helpers_lossless import as_uint8, kodak_crop, tiny_mgcf
 

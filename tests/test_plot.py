@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ctrlic.evaluation.plot import axis_label, plot_rd, plot_rd_family, to_plot_units
+from ctrlic.evaluation.plot import axis_label, plot_rd, to_plot_units
 from ctrlic.evaluation.references import find_reference_curve, load_reference_curves
 from ctrlic.evaluation.results import make_results
 
@@ -63,8 +63,7 @@ def test_plot_msssim_in_db(tmp_path) -> None:
 
 def test_plot_estimated_rate_and_family_alias(tmp_path) -> None:
     est = make_results("est", "", [{"bpp_est": 0.1 * (i + 1), "psnr-rgb": 25.0 + i} for i in range(3)])
-    _assert_png(plot_rd_family([est, _ours()], tmp_path / "family.png"))
-    assert plot_rd_family is plot_rd
+    _assert_png(plot_rd([est, _ours()], tmp_path / "family.png"))
 
 
 def test_plot_rejects_curve_without_metric(tmp_path) -> None:

@@ -10,7 +10,7 @@ import yaml
 from PIL import Image
 
 from ctrlic.evaluation.results import make_results, write_results
-from ctrlic.tasks.summarize import SummaryError, summarize
+from ctrlic.evaluation.summary import SummaryError, summarize
 from tests.conftest import run_cli
 
 

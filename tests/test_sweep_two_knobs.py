@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from ctrlic.codecs.control.base import KnobError
+from ctrlic.evaluation.evaluate import evaluate
+from ctrlic.evaluation.lossy import perceptual_networks
 from ctrlic.evaluation.plot import plot_rd_panels, split_family
 from ctrlic.evaluation.results import load_results
-from ctrlic.evaluation.sweep import SweepSettings, family_points, perceptual_networks, run_sweep
+from ctrlic.evaluation.settings import SweepSettings, family_points
 from tests.helpers_beta_calice import tiny_calice_and_beta
 
 GRID = [{"alpha": a, "beta": b} for a in (1.0, 0.5, 0.0) for b in (0.0, 1.0)]
@@ -31,12 +33,12 @@ def test_family_points_group_by_the_family_knob_and_thin_each_curve():
 def test_grid_sweep_writes_one_curve_per_beta_with_perceptual_metrics(tmp_path):
     _, codec, _, _ = tiny_calice_and_beta()
     with torch.no_grad():  # a β set that changes the output, so the two curves differ
-        for p in codec.control.adapter_sets(codec.backbone)["beta"]:
+        for p in codec.control.adapter_sets()["beta"]:
             p.normal_(0, 0.05)
     settings = SweepSettings(points=GRID, family="beta", lpips={"pretrained": False}, dists={"pretrained": False},
                              save_bitstreams=False, label="beta", reference_dataset="kodak",
                              plot_references=["CALICE (RDP) beta_2.0 (paper)"])
-    results = run_sweep(codec, {"kodak4": _images()}, tmp_path, settings)["kodak4"]
+    results = evaluate(codec, {"kodak4": _images()}, tmp_path, settings)["kodak4"]
     assert results == load_results(tmp_path / "results.json")
     r, meta = results["results"], results["meta"]
     assert r["beta"] == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0] and r["alpha"] == [1.0, 0.5, 0.0] * 2
@@ -63,15 +65,15 @@ def test_sweep_builds_lpips_alex_and_vgg_and_dists_when_asked():
 
 def test_family_must_be_a_knob_of_the_codec(tmp_path):
     _, codec, _, _ = tiny_calice_and_beta()
-    with pytest.raises(KnobError, match="rd_sweep.family='gamma'.*alpha, beta"):
-        run_sweep(codec, {"kodak4": _images()}, tmp_path, SweepSettings(points=GRID, family="gamma"))
+    with pytest.raises(KnobError, match="eval.family='gamma'.*alpha, beta"):
+        evaluate(codec, {"kodak4": _images()}, tmp_path, SweepSettings(points=GRID, family="gamma"))
 
 
 def test_fid_and_kid_only_for_sets_with_enough_patches(tmp_path):
     _, codec, _, _ = tiny_calice_and_beta()
     settings = SweepSettings(points=GRID[:2], family="beta", save_bitstreams=False,
                              fid={"pretrained": False, "patch_size": 32, "min_patches": 6})
-    results = run_sweep(codec, {"few": _images(1)}, tmp_path, settings)["few"]
+    results = evaluate(codec, {"few": _images(1)}, tmp_path, settings)["few"]
     assert "fid" not in results["results"]
     assert results["meta"]["fid"]["patches"] == 5 and "too few for FID/KID" in results["meta"]["fid"]["reason"]
 
@@ -81,7 +83,7 @@ def test_fid_and_kid_are_measured_per_point_with_inception(tmp_path):
     _, codec, _, _ = tiny_calice_and_beta()
     settings = SweepSettings(points=GRID[:2], family="beta", save_bitstreams=False,
                              fid={"pretrained": False, "patch_size": 32, "min_patches": 4, "kid_subsets": 2})
-    results = run_sweep(codec, {"enough": _images(1)}, tmp_path, settings)["enough"]
+    results = evaluate(codec, {"enough": _images(1)}, tmp_path, settings)["enough"]
     r = results["results"]
     assert len(r["fid"]) == len(r["kid"]) == len(r["kid_std"]) == 2
     assert "reason" not in results["meta"]["fid"]

@@ -29,11 +29,11 @@ def image() -> torch.Tensor:
 
 def compress_tiled(codec, image, tile: int, knobs=None) -> bytes:
     """Compress with tiles of ``tile`` pixels, leaving the codec untiled afterwards."""
-    codec.set_tile(tile)
+    codec.set_options(tile=tile)
     try:
         return codec.compress(image, knobs)
     finally:
-        codec.set_tile(None)
+        codec.set_options(tile=None)
 
 
 @pytest.mark.parametrize(("height", "width", "tile"), [(150, 200, 64), (64, 64, 64), (1, 1, 64), (130, 65, 128)])
@@ -66,7 +66,7 @@ def test_images_within_one_tile_are_not_tiled(codec, image):
 
 def test_tile_size_must_be_a_multiple_of_the_padding(codec):
     with pytest.raises(TilingError, match="multiple of 64"):
-        codec.set_tile(100)
+        codec.set_options(tile=100)
 
 
 def test_tiled_bitstream_with_missing_tile_sections_is_refused(codec, image):

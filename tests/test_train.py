@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ctrlic.codecs.build import load_codec
 from ctrlic.evaluation.results import load_results
+from ctrlic.lightning_modules.checkpoint import open_codec
 from tests.conftest import SMOKE, run_cli
 
 
@@ -33,7 +33,7 @@ def test_smoke_run_writes_results_plot_checkpoints_and_provenance(smoke_run):
 def test_reported_bpp_is_the_size_of_real_bitstreams_that_decode(smoke_run):
     results = load_results(smoke_run / "results.json")
     rows = list(csv.DictReader((smoke_run / "per_image.csv").open()))
-    codec = load_codec(smoke_run / "checkpoints" / "last.ckpt")
+    codec = open_codec(smoke_run / "checkpoints" / "last.ckpt")
     bpps = []
     for row in rows:
         path = smoke_run / "bitstreams" / "kodak4" / "point00" / f"{row['image']}.ctl"
@@ -85,7 +85,7 @@ def test_export_then_eval_without_the_training_config(smoke_run, tmp_path):
     run_cli("task=eval", "backbone.size=q1", f"ckpt_path={codec_file}", "data.eval_crop=128",
             "data.eval_limit=1", f"hydra.run.dir={tmp_path / 'eval'}")
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert results["meta"]["weights_fingerprint"] == load_codec(codec_file).fingerprint.hex()
+    assert results["meta"]["weights_fingerprint"] == open_codec(codec_file).fingerprint.hex()
     assert results["results"]["bpp"][0] > 0
 
 

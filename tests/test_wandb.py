@@ -11,7 +11,7 @@ from tests.helpers_wandb import config_keys, history, run_info
 
 def test_offline_wandb_run_holds_metrics_rd_table_samples_and_config(tmp_path):
     run_cli("experiment=demo_calice", "debug=smoke", "logger=wandb", "trainer.max_steps=2",
-            "trainer.val_check_interval=2", "data.eval_limit=1", "callbacks.rd_sweep.max_points=3",
+            "trainer.val_check_interval=2", "data.eval_limit=1", "eval.max_points=3",
             f"hydra.run.dir={tmp_path}", env={"WANDB_API_KEY": "", "WANDB_MODE": "offline"})
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     (run_file,) = run_dir.glob("run-*.wandb")

@@ -8,7 +8,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ctrlic.tasks.summarize import SummaryError, report, summarize
+from ctrlic.evaluation.summary import SummaryError, summarize, summary_text
 
 log = logging.getLogger("ctrlic")
 
@@ -24,4 +24,4 @@ class MultirunSummary(Callback):
         except SummaryError as err:
             log.warning("no multirun summary: %s", err)
             return
-        print(report(summary))
+        print(summary_text(summary))

@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from PIL import Image
 
-from ctrlic.evaluation.sweep import select_points
+from ctrlic.evaluation.settings import select_points
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from ctrlic.cli.files import atomic_write
 from ctrlic.cli.knobs import knob_values
 from ctrlic.cli.models import open_model, remember
 from ctrlic.cli.parser import DEFAULT_TILE
-from ctrlic.codecs.bitstream import read_header
 from ctrlic.codecs.codec import Codec
 from ctrlic.codecs.rate_search import search_target
 from ctrlic.datamodules.image_io import load_rgb8, to_tensor
@@ -20,17 +19,14 @@ from ctrlic.datamodules.image_io import load_rgb8, to_tensor
 
 def configure(codec: Codec, args: argparse.Namespace) -> None:
     """Apply --tile and --entropy-path to the codec."""
-    if args.tile is None:
-        m = codec.backbone.pad_multiple
-        codec.set_tile(math.ceil(DEFAULT_TILE / m) * m)
-    elif args.tile < 0:
+    if args.tile is not None and args.tile < 0:
         raise CLIError(f"--tile {args.tile}: give a positive tile size, or 0 to code images whole")
-    else:
-        codec.set_tile(args.tile)
+    m = codec.backbone.pad_multiple
+    tile = math.ceil(DEFAULT_TILE / m) * m if args.tile is None else args.tile
     path = args.entropy_path
     if path == "auto":
-        path = "cpu64" if codec.robust_entropy_supported else "native"
-    codec.set_entropy_path(path)
+        path = "cpu64" if codec.backbone.robust_entropy else "native"
+    codec.set_options(tile=tile, entropy_path=path)
 
 
 def _check_target(args: argparse.Namespace) -> tuple[str, float] | None:
@@ -49,7 +45,7 @@ def run(args: argparse.Namespace) -> None:
     knobs = knob_values(args, codec.knobs)
     target = _check_target(args)
     if target is None:
-        codec.control.resolve(knobs)  # knob values out of range fail before any work
+        codec.control.resolve(knobs)  # knob values out of range fail before the first image is read
     remember(codec, Path(args.model))
     for src, dst in zip(console.each(inputs, "compressing"), outputs, strict=True):
         arr, conversion = load_rgb8(src)
@@ -69,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
             if not found.in_range:
                 console.note(f"{src}: {found.message}")
         atomic_write(dst, lambda tmp, data=data: tmp.write_bytes(data))
-        applied = " ".join(f"{k}={v:.4g}" for k, v in read_header(data).knobs.items())
+        applied = " ".join(f"{k}={v:.4g}" for k, v in data.knobs.items())
         console.say(f"{src} -> {dst}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp"
                     + (f" ({applied})" if applied else "") + how)
 

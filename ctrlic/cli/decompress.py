@@ -10,17 +10,16 @@ from ctrlic.cli import console
 from ctrlic.cli.errors import CLIError, about
 from ctrlic.cli.files import atomic_write, read_bytes
 from ctrlic.cli.models import lookup, open_model
-from ctrlic.codecs.bitstream import read_header
+from ctrlic.codecs.bitstream import Header, parse
 from ctrlic.datamodules.image_io import save_png
 
 if TYPE_CHECKING:
     from ctrlic.codecs.codec import Codec
 
 
-def _model_for(path: Path, data: bytes, args: argparse.Namespace, cache: dict[Path, Codec]) -> Codec:
+def _model_for(path: Path, header: Header, args: argparse.Namespace, cache: dict[Path, Codec]) -> Codec:
     if args.model:
         return open_model(args.model, cache)
-    header = read_header(data)
     found = lookup(header.fingerprint)
     if found is None:
         raise CLIError(f"'{path}' was written by a {header.codec!r} model with weights {header.fingerprint.hex()}, "
@@ -34,8 +33,9 @@ def run(args: argparse.Namespace) -> None:
     for src, dst in zip(console.each(inputs, "decompressing"), outputs, strict=True):
         data = read_bytes(src)
         try:
-            codec = _model_for(src, data, args, cache)
-            x_hat = codec.decompress(data)
+            parsed = parse(data)
+            codec = _model_for(src, parsed[0], args, cache)
+            x_hat = codec.decompress(parsed)
         except ValueError as exc:
             raise about(src, exc) from None
         atomic_write(dst, lambda tmp, x_hat=x_hat: save_png(x_hat, tmp))

@@ -1,4 +1,4 @@
-"""``ctrlic eval``: the RD sweep of ``task=eval`` on a folder of images (real bitstreams)."""
+"""``ctrlic eval``: the evaluation of ``task=eval`` on a folder of images (real bitstreams, lossy or lossless)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 from ctrlic.cli import console
 from ctrlic.cli.errors import CLIError
 from ctrlic.cli.models import open_model
-from ctrlic.datamodules.images import ImageDataModule
-from ctrlic.evaluation.sweep import SweepSettings, run_sweep
+from ctrlic.datamodules.eval_images import EvalImages, image_folder, readable
+from ctrlic.evaluation.evaluate import evaluate
+from ctrlic.evaluation.settings import SweepSettings
 
 
 def run(args: argparse.Namespace) -> None:
@@ -18,13 +19,22 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"--data '{args.data}' is not a folder of images")
     if args.max_points is not None and args.max_points < 1:
         raise CLIError("--max-points must be at least 1")
+    root, files = image_folder("--data", data)
+    files, skipped = readable(files, root)
+    if not files:
+        raise CLIError(f"--data '{args.data}': none of its {len(skipped)} images can be read, e.g. {skipped[0]}")
+    if skipped:
+        console.note(f"skipping {len(skipped)} unreadable image(s): {', '.join(skipped)}")
     codec = open_model(args.model)
     name = data.resolve().name or "images"
-    sets = ImageDataModule(eval_sets={name: data}, batch_size=1, eval_crop=args.crop).eval_dataloaders()
+    images = EvalImages(files, root, args.crop)
     settings = SweepSettings(max_points=args.max_points, save_bitstreams=args.keep_bitstreams,
                              extra_meta={"checkpoint": str(args.model)})
-    results = run_sweep(codec, sets, args.out, settings)[name]
+    results = evaluate(codec, {name: images}, args.out, settings)[name]
     curve = results["results"]
-    for i, bpp in enumerate(curve["bpp"]):
-        console.say(f"point {i}: {bpp:.4f} bpp, {curve['psnr-rgb'][i]:.2f} dB PSNR")
+    quality = "bpsp" if codec.lossless else "bpp"
+    for i, rate in enumerate(curve[quality]):
+        extra = "" if codec.lossless else f", {curve['psnr-rgb'][i]:.2f} dB PSNR"
+        console.say(f"point {i}: {rate:.4f} {quality}{extra}")
     console.say(f"results: {Path(args.out) / 'results.json'}")
+

@@ -43,7 +43,7 @@ def model_info(path: Path) -> dict:
         "knobs": {k.name: {"range": [k.low, k.high], "default": k.default} for k in codec.knobs},
         "parameters": sum(p.numel() for p in codec.parameters()),
         "pad_multiple": codec.backbone.pad_multiple,
-        "robust_entropy": codec.robust_entropy_supported,
+        "robust_entropy": codec.backbone.robust_entropy,
     }
 
 

@@ -68,9 +68,9 @@ def open_model(source: str | Path, cache: dict[Path, Codec] | None = None) -> Co
     key = path.resolve()
     if cache is not None and key in cache:
         return cache[key]
-    from ctrlic.codecs.build import load_codec  # compressai and hydra: only once a model is needed
+    from ctrlic.lightning_modules.checkpoint import open_codec  # torch and hydra: only once a model is needed
 
-    codec = load_codec(path).cpu().eval()
+    codec = open_codec(path).cpu().eval()
     if cache is not None:
         cache[key] = codec
     return codec

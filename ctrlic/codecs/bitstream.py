@@ -259,7 +259,7 @@ def _decode_header(raw: _Raw) -> Header:
 
 def read_header(data: bytes) -> Header:
     """Parse and CRC-check ``data`` and return its header, without checking which model it needs."""
-    return _decode_header(_split(bytes(data)))
+    return parse(data)[0]
 
 
 def header_size(data: bytes) -> int:
@@ -269,16 +269,20 @@ def header_size(data: bytes) -> int:
     return len(data) - sum(len(s) for s in raw.sections)
 
 
-def unpack(
-    data: bytes,
+def parse(data: bytes) -> tuple[Header, list[bytes]]:
+    """Parse and CRC-check ``data`` once: its header and payload sections, whoever wrote it."""
+    raw = _split(bytes(data))
+    return _decode_header(raw), raw.sections
+
+
+def check_origin(
+    header: Header,
     *,
     expect_codec: str | None = None,
     expect_config_hash: bytes | None = None,
     expect_fingerprint: bytes | None = None,
-) -> tuple[Header, list[bytes]]:
-    """Parse and verify ``data``; the ``expect_*`` arguments check it was written by the decoding model."""
-    raw = _split(bytes(data))
-    header = _decode_header(raw)
+) -> None:
+    """Raise unless ``header`` was written by this codec, architecture config and weights."""
     if expect_codec is not None and header.codec != expect_codec:
         raise BitstreamError(
             f"made by codec {header.codec!r}, but this model is {expect_codec!r}; "
@@ -294,7 +298,13 @@ def unpack(
             f"made with other weights (fingerprint {header.fingerprint.hex()} vs "
             f"{expect_fingerprint.hex()}): decode it with the model that wrote it"
         )
-    return header, raw.sections
+
+
+def unpack(data: bytes, **expect: object) -> tuple[Header, list[bytes]]:
+    """``parse`` and ``check_origin`` (``expect_codec``, ``expect_config_hash``, ``expect_fingerprint``)."""
+    header, sections = parse(data)
+    check_origin(header, **expect)
+    return header, sections
 
 
 def _json_default(obj: object) -> object:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -20,8 +21,6 @@ from ctrlic.codecs.codec import Codec
 WEIGHT_KEYS = ("checkpoint", "expects_checkpoint", "adapted", "weights")
 EXPORT_FORMAT = "ctrlic-codec/1"
 log = logging.getLogger("ctrlic")
-#: attribute under which Lightning modules hold their Codec
-CODEC_ATTR = "model"
 
 
 def _plain(cfg: Mapping | DictConfig | None) -> dict:
@@ -72,7 +71,8 @@ def build_codec(backbone_cfg: Mapping, control_cfg: Mapping | None = None) -> Co
         if checkpoint and adapted:
             merge_adapted(backbone, checkpoint, adapted)
         elif checkpoint:
-            load_weights(backbone, checkpoint, variant=plain.get("weights"))  # weights: raw | ema (vqgan)
+            load_weights(backbone, checkpoint,  # backbone.weights: raw | ema (vqgan)
+                         key_map=functools.partial(backbone.checkpoint_key_map, variant=plain.get("weights")))
         elif plain.get("expects_checkpoint"):
             log.warning("\n%s\n  backbone.checkpoint is not set: this experiment builds on a trained %s but "
                         "starts\n  from RANDOM weights. Set backbone.checkpoint=PATH|URL for real results.\n%s",
@@ -92,10 +92,10 @@ def merge_adapted(backbone, checkpoint, adapted: Mapping) -> None:
     knobs = dict(adapted.get("knobs") or {})
     scheme = hydra.utils.instantiate(adapted["scheme"], _convert_="all")
     scheme.attach(backbone)
-    load_weights(backbone, checkpoint)
+    load_weights(backbone, checkpoint, key_map=backbone.checkpoint_key_map)
     if adapted.get("merge", True):
         scheme.apply(scheme.resolve(knobs))
-        scheme.merge(backbone)
+        scheme.merge()
 
 
 def export_codec(codec: Codec, path: str | Path) -> Path:
@@ -116,28 +116,28 @@ def export_codec(codec: Codec, path: str | Path) -> Path:
     return path
 
 
-def load_codec(source: str | Path | Mapping) -> Codec:
-    """Load an exported codec file or a ctrlic training checkpoint, without the training config."""
-    obj = read_checkpoint(source) if isinstance(source, str | Path) else source
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{source}: not a ctrlic codec or checkpoint")
-    arch = obj.get("arch") or (obj.get("ctrlic") or {}).get("arch")
-    if arch is None:
-        raise CheckpointError(
-            f"{source}: not a ctrlic codec or checkpoint (no architecture inside; it holds "
-            f"{', '.join(map(repr, list(obj)[:6]))}). Plain weights load with backbone.checkpoint=...")
+def codec_from_weights(arch: Mapping, state: Mapping, source: object, fingerprint: str | None = None) -> Codec:
+    """Build the recorded architecture and load its weights strictly; check the fingerprint when recorded."""
     try:
         codec = build_from_architecture(arch)
     except Exception as err:  # noqa: BLE001 - hydra wraps what the constructors raise
         raise CheckpointError(f"{source}: cannot build the architecture it records ({err}); it was written "
                               "by another ctrlic version or is corrupted") from None
-    if "ctrlic" in obj:  # a Lightning training checkpoint: keep the codec's weights only
-        prefix = f"{CODEC_ATTR}.backbone."
-        obj = {k[len(prefix):]: v for k, v in obj["state_dict"].items() if k.startswith(prefix)}
-    load_weights(codec.backbone, obj)
+    load_weights(codec.backbone, state)
     codec.prepare()
-    expected = obj.get("fingerprint")
-    if expected and codec.fingerprint.hex() != expected:
+    if fingerprint and codec.fingerprint.hex() != fingerprint:
         raise CheckpointError(f"{source}: weights fingerprint {codec.fingerprint.hex()} does not match the "
-                              f"recorded {expected}; the file is corrupted")
+                              f"recorded {fingerprint}; the file is corrupted")
     return codec
+
+
+def load_codec(source: str | Path | Mapping, label: object = None) -> Codec:
+    """Load an exported codec file (path or its loaded contents), without the training config."""
+    obj = read_checkpoint(source) if isinstance(source, str | Path) else source
+    label = label if label is not None else source
+    if not isinstance(obj, Mapping) or "arch" not in obj or "state_dict" not in obj:
+        found = ", ".join(map(repr, list(obj)[:6])) if isinstance(obj, Mapping) else type(obj).__name__
+        raise CheckpointError(
+            f"{label}: not a ctrlic codec or checkpoint (no architecture inside; it holds "
+            f"{found}). Plain weights load with backbone.checkpoint=...")
+    return codec_from_weights(obj["arch"], obj["state_dict"], label, obj.get("fingerprint"))

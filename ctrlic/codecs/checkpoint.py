@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -126,24 +126,22 @@ def describe_mismatch(state: Mapping[str, Tensor], target: Mapping[str, Tensor])
 
 
 def load_weights(module: nn.Module, source: str | Path | Mapping, *, strict: bool = True,
-                 variant: str | None = None) -> list[str]:
+                 key_map: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None) -> list[str]:
     """Load weights from a file, URL or mapping into ``module``; returns the keys it did not fill.
 
-    A module with a ``checkpoint_key_map(state, variant)`` method maps its authors' checkpoint
-    layout onto its own first (e.g. Control-GIC's counters, ``variant`` = raw or ema weights).
+    ``key_map`` first maps the authors' checkpoint layout onto the module's (e.g. a backbone's
+    ``checkpoint_key_map``: Control-GIC's counters, raw or EMA weights); a ValueError it raises
+    becomes a CheckpointError.
     """
     obj = read_checkpoint(source) if isinstance(source, str | Path) else source
     target = module.state_dict()
     state = normalize_keys(extract_state_dict(obj), target)
-    key_map = getattr(module, "checkpoint_key_map", None)
     if key_map is not None:
         try:
-            state = key_map(state, variant)
+            state = key_map(state)
         except ValueError as err:
             raise CheckpointError(f"checkpoint {source if isinstance(source, str | Path) else 'state dict'}: "
                                   f"{err}") from None
-    elif variant:
-        raise CheckpointError(f"{type(module).__name__} has no weight variants; drop backbone.weights={variant}")
     _resize_dynamic_buffers(module, state)
     target = module.state_dict()
     problem = describe_mismatch(state, target)

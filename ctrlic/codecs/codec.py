@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +13,7 @@ from ctrlic.codecs import bitstream
 from ctrlic.codecs.backbones.base import Backbone
 from ctrlic.codecs.control.base import ControlScheme, FixedRate
 from ctrlic.codecs.entropy import robust
-from ctrlic.codecs.tiling import check_tile, needs_tiling, tile_grid
+from ctrlic.codecs.tiling import check_tile, decode_tiles, encode_tiles, needs_tiling
 
 #: entropy-model tables rebuilt by ``update()``; excluded from the weights fingerprint
 CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
@@ -30,6 +30,30 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
+@dataclass(frozen=True)
+class CodingOptions:
+    """How ``compress`` codes (the decoder reads what it needs from the header)."""
+
+    tile: int | None = None  # code images larger than this many pixels per side in independent tiles
+    entropy_path: str = "native"  # where encoding computes means and scales: "native" or "cpu64"
+
+    def checked(self, backbone: Backbone) -> CodingOptions:
+        """These options, validated for ``backbone``."""
+        robust.check_path(self.entropy_path, backbone.robust_entropy)
+        return replace(self, tile=check_tile(self.tile, backbone.pad_multiple) if self.tile else None)
+
+
+class Encoded(bytes):
+    """A bitstream (``bytes``) that also says which knob values ``compress`` applied (``.knobs``)."""
+
+    knobs: dict[str, float]
+
+    def __new__(cls, data: bytes, knobs: Mapping[str, float]) -> Encoded:
+        encoded = super().__new__(cls, data)
+        encoded.knobs = dict(knobs)
+        return encoded
+
+
 class Codec(nn.Module):
     """``forward`` for training; ``compress(x) -> bytes`` and ``decompress(bytes)`` for real coding."""
 
@@ -42,23 +66,12 @@ class Codec(nn.Module):
         self.name = name
         self.arch = dict(arch or {})
         self._fingerprint: bytes | None = None
-        #: code images larger than this many pixels per side in independent tiles (None: whole)
-        self.tile: int | None = None
-        #: entropy-parameter path for encoding ("native" or "cpu64"); decoding follows the header
-        self.entropy_path = "native"
+        self.options = CodingOptions()
 
-    @property
-    def robust_entropy_supported(self) -> bool:
-        """True when the backbone can compute its entropy parameters on the CPU in float64."""
-        return hasattr(self.backbone, "parameter_modules")
-
-    def set_tile(self, tile: int | None) -> None:
-        """Tile images larger than ``tile`` pixels per side (a multiple of ``pad_multiple``); None/0: never."""
-        self.tile = check_tile(tile, self.backbone.pad_multiple) if tile else None
-
-    def set_entropy_path(self, path: str) -> None:
-        """Choose where encoding computes means and scales: "native" or the device-robust "cpu64"."""
-        self.entropy_path = robust.check_path(path, self.robust_entropy_supported)
+    def set_options(self, **changes: object) -> CodingOptions:
+        """Change coding options (``tile``, ``entropy_path``), validated for this backbone; returns them."""
+        self.options = replace(self.options, **changes).checked(self.backbone)
+        return self.options
 
     @property
     def knobs(self):
@@ -88,14 +101,11 @@ class Codec(nn.Module):
         return super().train(mode)
 
     def prepare(self) -> None:
-        """Build the CDF tables and fingerprint the weights; done once before a batch of coding."""
+        """Build the CDF tables and fingerprint the learned weights; done once before a batch of coding."""
         self.eval()
         self.backbone.update(force=True)
-        self._fingerprint = self.weights_fingerprint()
-
-    def weights_fingerprint(self) -> bytes:
         state = {k: v for k, v in self.backbone.state_dict().items() if not k.endswith(CDF_BUFFERS)}
-        return bitstream.weights_fingerprint(state)
+        self._fingerprint = bitstream.weights_fingerprint(state)
 
     @property
     def fingerprint(self) -> bytes:
@@ -104,7 +114,7 @@ class Codec(nn.Module):
         return self._fingerprint
 
     @torch.no_grad()
-    def compress(self, x: Tensor, knobs: Mapping[str, float] | None = None) -> bytes:
+    def compress(self, x: Tensor, knobs: Mapping[str, float] | None = None) -> Encoded:
         """Code one image (3, H, W) or (1, 3, H, W) in [0, 1] into a self-describing bitstream."""
         fingerprint = self.fingerprint
         if x.dim() == 3:
@@ -113,80 +123,57 @@ class Codec(nn.Module):
             raise ValueError(f"compress takes one RGB image (3, H, W), got shape {tuple(x.shape)}")
         values = self.set_knobs(knobs)
         h, w = x.shape[-2:]
-        device = next(self.backbone.parameters()).device
-        m = self.backbone.pad_multiple
-        x = x.to(device)
+        m, tile, path = self.backbone.pad_multiple, self.options.tile, self.options.entropy_path
+        x = x.to(next(self.backbone.parameters()).device)
         extras = {}
-        side = self.control.encode_side(self.backbone, pad_to_multiple(x, m), values)
+        side = self.control.encode_side(pad_to_multiple(x, m), values)
         try:
-            with self._entropy_path(self.entropy_path):
-                if needs_tiling(h, w, self.tile):
-                    tiles = [self.backbone.encode(pad_to_multiple(t.crop(x), m)) for t in tile_grid(h, w, self.tile)]
-                    extras[TILE] = [self.tile, len(tiles[0])]
-                    sections = [s for tile in tiles for s in tile]
+            with robust.entropy_path(self.backbone, path):
+                if needs_tiling(h, w, tile):
+                    sections, per_tile = encode_tiles(lambda t: self.backbone.encode(pad_to_multiple(t, m)), x, tile)
+                    extras[TILE] = [tile, per_tile]
                 else:
                     sections = self.backbone.encode(pad_to_multiple(x, m))
         finally:
-            self.control.release(self.backbone)
+            self.control.release()
         if side:
             extras[SIDE] = len(side)
-        if self.entropy_path != "native":
-            extras[robust.EXTRAS_KEY] = self.entropy_path
+        if path != "native":
+            extras[robust.EXTRAS_KEY] = path
         header = bitstream.Header(codec=self.name, config_hash=self.config_hash, fingerprint=fingerprint,
                                   knobs=values, height=h, width=w, extras=extras)
-        return bitstream.pack(header, [*side, *sections])
-
-    def _entropy_path(self, path: str) -> contextlib.AbstractContextManager:
-        """Context: the backbone computes its entropy parameters on ``path`` inside the block."""
-        robust.check_path(path, self.robust_entropy_supported)
-        if not self.robust_entropy_supported:
-            return contextlib.nullcontext()
-        return _attribute(self.backbone, "entropy_path", path)
+        return Encoded(bitstream.pack(header, [*side, *sections]), values)
 
     @torch.no_grad()
-    def decompress(self, data: bytes) -> Tensor:
-        """Decode a bitstream written by this codec with these weights; returns (1, 3, H, W)."""
-        header, sections = bitstream.unpack(data, expect_codec=self.name,
-                                            expect_config_hash=self.config_hash,
-                                            expect_fingerprint=self.fingerprint)
+    def decompress(self, data: bytes | tuple[bitstream.Header, list[bytes]]) -> Tensor:
+        """Decode a bitstream (bytes, or ``bitstream.parse``'s result) written by this codec with these
+        weights; returns (1, 3, H, W)."""
+        header, sections = bitstream.parse(data) if isinstance(data, bytes | bytearray) else data
+        bitstream.check_origin(header, expect_codec=self.name, expect_config_hash=self.config_hash,
+                               expect_fingerprint=self.fingerprint)
         values = self.set_knobs(header.knobs)
         n_side = int(header.extras.get(SIDE, 0))
         path = str(header.extras.get(robust.EXTRAS_KEY, "native"))
         try:
-            robust.check_path(path, self.robust_entropy_supported)
+            robust.check_path(path, self.backbone.robust_entropy)
         except robust.EntropyPathError as exc:
             raise bitstream.BitstreamError(f"the bitstream asks for entropy path {path!r}: {exc}") from None
-        self.control.decode_side(self.backbone, sections[:n_side], values)
+        self.control.decode_side(sections[:n_side], values)
         try:
-            with self._entropy_path(path):
+            with robust.entropy_path(self.backbone, path):
                 return self._decode_image(sections[n_side:], header)
         finally:
-            self.control.release(self.backbone)
+            self.control.release()
 
     def _decode_image(self, sections: list[bytes], header: bitstream.Header) -> Tensor:
         """Decode the image sections, whole or tile by tile as the header says."""
         h, w, m = header.height, header.width, self.backbone.pad_multiple
+
+        def decode(part: list[bytes], th: int, tw: int) -> Tensor:
+            return self.backbone.decode(part, th + (-th) % m, tw + (-tw) % m)[..., :th, :tw]
+
         if TILE not in header.extras:
-            return self.backbone.decode(sections, h + (-h) % m, w + (-w) % m)[..., :h, :w]
+            return decode(sections, h, w)
         tile, per_tile = (int(v) for v in header.extras[TILE])
-        grid = tile_grid(h, w, tile)
-        if per_tile < 1 or len(sections) != per_tile * len(grid):
-            raise bitstream.BitstreamError(f"tiled bitstream has {len(sections)} image sections, expected "
-                                           f"{per_tile} for each of {len(grid)} tiles; the file is corrupted")
         out = torch.empty(1, 3, h, w, device=next(self.backbone.parameters()).device)
-        for i, t in enumerate(grid):
-            part = sections[i * per_tile : (i + 1) * per_tile]
-            th, tw = t.height + (-t.height) % m, t.width + (-t.width) % m
-            t.crop(out)[...] = self.backbone.decode(part, th, tw)[..., : t.height, : t.width]
-        return out
-
-
-@contextlib.contextmanager
-def _attribute(obj: object, name: str, value: object) -> Iterator[None]:
-    """Set ``obj.name = value`` for the duration of the block."""
-    old = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, old)
+        return decode_tiles(decode, sections, h, w, tile, per_tile, out)

@@ -94,7 +94,7 @@ def search_target(codec: Codec, x: Tensor, target: float, *, metric: str = "bpp"
         data = codec.compress(x, knobs)
         bpp = 8 * len(data) / (h * w)
         value = bpp if metric == "bpp" else _decoded_psnr(codec, x, data)
-        found = Probe(position, codec.control.resolve(knobs), data, bpp, value)
+        found = Probe(position, data.knobs, data, bpp, value)
         probes.append(found)
         if on_probe is not None:
             on_probe(found)

@@ -6,8 +6,12 @@ number of sections each tile wrote; the decoder rebuilds the same grid and paste
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from torch import Tensor
+
+from ctrlic.codecs.bitstream import BitstreamError
 from ctrlic.errors import UserError
 
 
@@ -48,3 +52,21 @@ def tile_grid(height: int, width: int, tile: int) -> list[Tile]:
         raise TilingError(f"tile size must be positive, got {tile}")
     return [Tile(top, left, min(tile, height - top), min(tile, width - left))
             for top in range(0, height, tile) for left in range(0, width, tile)]
+
+
+def encode_tiles(encode: Callable[[Tensor], list[bytes]], x: Tensor, tile: int) -> tuple[list[bytes], int]:
+    """Code each tile of ``x`` (1, 3, H, W) with ``encode``; returns (all sections, sections per tile)."""
+    tiles = [encode(t.crop(x)) for t in tile_grid(*x.shape[-2:], tile)]
+    return [s for sections in tiles for s in sections], len(tiles[0])
+
+
+def decode_tiles(decode: Callable[[list[bytes], int, int], Tensor], sections: list[bytes], height: int,
+                 width: int, tile: int, per_tile: int, out: Tensor) -> Tensor:
+    """Fill ``out`` (1, 3, H, W) tile by tile; ``decode(sections, h, w)`` returns one tile's pixels."""
+    grid = tile_grid(height, width, tile)
+    if per_tile < 1 or len(sections) != per_tile * len(grid):
+        raise BitstreamError(f"tiled bitstream has {len(sections)} image sections, expected {per_tile} for each of "
+                          f"{len(grid)} tiles; the file is corrupted")
+    for i, t in enumerate(grid):
+        t.crop(out)[...] = decode(sections[i * per_tile : (i + 1) * per_tile], t.height, t.width)
+    return out

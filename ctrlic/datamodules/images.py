@@ -20,22 +20,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ctrlic.datamodules.image_io import (
-    IMAGE_SUFFIXES,
-    ImageReadError,
-    list_images,
-    load_rgb8,
-    to_tensor,
-    verify_image,
-)
-from ctrlic.errors import UserError
+from ctrlic.datamodules.eval_images import DataConfigError, EvalImages, hint, image_folder, readable
+from ctrlic.datamodules.image_io import ImageReadError, load_rgb8, to_tensor
 
 TRAIN_KEY = "data.train_dir"
 HOLDOUT_KEY = "data.val_split"
-
-
-class DataConfigError(UserError, FileNotFoundError):
-    """A configured image folder is missing, empty or unreadable; the message names the config key."""
 
 
 class UnreadableImageWarning(UserWarning):
@@ -45,28 +34,6 @@ class UnreadableImageWarning(UserWarning):
 def _eval_key(name: str) -> str:
     """Config key of an evaluation set, used to name it in messages."""
     return f"data.eval_sets.{name}"
-
-
-def _hint(key: str) -> str:
-    """The fix to suggest for a bad folder setting."""
-    return f"set {key}=/path/to/images"
-
-
-def _image_folder(key: str, folder: str | os.PathLike) -> tuple[Path, list[Path]]:
-    """Resolve a configured folder and list its images, or raise DataConfigError naming ``key``."""
-    root = Path(folder).expanduser().resolve()
-    shown = f"'{root}'" + (f" (given as '{folder}')" if str(folder) != str(root) else "")
-    if not root.exists():
-        raise DataConfigError(f"{key}: folder {shown} does not exist — {_hint(key)}")
-    if not root.is_dir():
-        raise DataConfigError(f"{key}: {shown} is not a folder — {_hint(key)}")
-    files = list_images(root)
-    if not files:
-        raise DataConfigError(
-            f"{key}: folder {shown} has no images (searched recursively for {' '.join(IMAGE_SUFFIXES)})"
-            f" — {_hint(key)}"
-        )
-    return root, files
 
 
 def _subset(files: list[Path], fraction: float, seed: int) -> list[Path]:
@@ -86,14 +53,6 @@ def _pad_to(arr: np.ndarray, size: int) -> np.ndarray:
         return arr
     mode = "reflect" if ph < h and pw < w else "edge"
     return np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode=mode)
-
-
-def center_crop(arr: np.ndarray, size: int) -> np.ndarray:
-    """Central size x size window of an HxWx3 image; a side shorter than ``size`` is kept whole."""
-    h, w = arr.shape[:2]
-    ch, cw = min(size, h), min(size, w)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return arr[top:top + ch, left:left + cw]
 
 
 class RandomCrops(Dataset):
@@ -196,28 +155,6 @@ class ResumableSampler(Sampler[int]):
         return (self.max_steps - self.start_step) * self.batch_size
 
 
-class EvalImages(Dataset):
-    """Full evaluation images (optionally center-cropped) as ``{"x": CHW tensor, "name": str}``.
-
-    ``name`` is the path relative to ``root`` without suffix, e.g. ``"kodim01"``. Decoding errors are
-    raised (naming the file) rather than skipped, so metrics never silently cover other images.
-    """
-
-    def __init__(self, files: Sequence[Path], root: Path, crop: int | None = None) -> None:
-        self.files = list(files)
-        self.names = [f.relative_to(root).with_suffix("").as_posix() for f in self.files]
-        self.crop = crop
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        arr, _ = load_rgb8(self.files[index])
-        if self.crop is not None:
-            arr = center_crop(arr, self.crop)
-        return {"x": to_tensor(arr), "name": self.names[index]}
-
-
 def _check_int(key: str, value: int | None, minimum: int, optional: bool = False) -> None:
     """Reject a non-integer or too small setting, naming its config key."""
     if value is None and optional:
@@ -296,7 +233,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def _add(self, key: str, folder: str | os.PathLike, fraction: float) -> None:
         """List a configured folder (raising DataConfigError now, not at first use) and keep a share."""
-        root, files = _image_folder(key, folder)
+        root, files = image_folder(key, folder)
         self._roots[key], self._found[key] = root, len(files)
         self._files[key] = _subset(files, fraction, self.seed)
 
@@ -318,16 +255,10 @@ class ImageDataModule(L.LightningDataModule):
         for key in keys:
             if key in self._unreadable:
                 continue
-            good, bad = [], []
-            for f in self._files[key]:
-                try:
-                    verify_image(f)
-                    good.append(f)
-                except ImageReadError as err:
-                    bad.append(f"{f.relative_to(self._roots[key]).as_posix()} ({err.why})")
+            good, bad = readable(self._files[key], self._roots[key])
             if not good:
                 raise DataConfigError(f"{key}: none of the {len(bad)} images in '{self._roots[key]}' can be"
-                                      f" read, e.g. {bad[0]} — {_hint(key)}")
+                                      f" read, e.g. {bad[0]} — {hint(key)}")
             self._files[key], self._unreadable[key] = good, bad
             if bad:
                 reports.append(f"{key} ('{self._roots[key]}'): {', '.join(bad)}")
@@ -339,7 +270,7 @@ class ImageDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Infinite loader of random crops, continuing at the trainer's global step (resume-safe)."""
         if TRAIN_KEY not in self._files:
-            raise DataConfigError(f"{TRAIN_KEY} is not set — {_hint(TRAIN_KEY)}")
+            raise DataConfigError(f"{TRAIN_KEY} is not set — {hint(TRAIN_KEY)}")
         (files,) = self._readable(TRAIN_KEY)
         step, rank, world_size = 0, 0, 1
         if self.trainer is not None:

@@ -202,6 +202,3 @@ def split_family(results: dict, knob: str) -> list[dict]:
         curves.append(curve)
     return curves
 
-
-# A family of curves (e.g. one per knob setting) is just several curves on one plot.
-plot_rd_family = plot_rd

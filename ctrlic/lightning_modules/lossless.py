@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 from torch import Tensor
 
 from ctrlic.codecs.codec import Codec
 from ctrlic.lightning_modules.rd import RDModule
-
-
-def bits_per_subpixel(out: Mapping, x: Tensor) -> Tensor:
-    """−Σ log₂ q(x) / (N·3·H·W), from ``log_likelihoods`` when the backbone gives them (no underflow)."""
-    if "log_likelihoods" in out:
-        bits = -out["log_likelihoods"].float().sum() / math.log(2)
-    else:
-        bits = sum(-lk.float().clamp_min(1e-30).log2().sum() for lk in out["likelihoods"].values())
-    return bits / x.numel()
+from ctrlic.metrics.quality import bits_per_subpixel
 
 
 class LosslessModule(RDModule):

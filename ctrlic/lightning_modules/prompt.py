@@ -6,7 +6,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 from ctrlic.codecs.codec import Codec
+from ctrlic.codecs.control.layer_prompts import LayerPrompts
 from ctrlic.errors import UserError
+from ctrlic.lightning_modules.checkpoint import RECORD
 from ctrlic.lightning_modules.rd import RDModule
 
 
@@ -38,7 +40,7 @@ class ProgressivePromptModule(RDModule):
     def __init__(self, codec: Codec, sets: Sequence[int] | None = None, steps_per_set: int | None = None,
                  warm_start: bool = True, **kwargs) -> None:
         scheme = codec.control
-        if not hasattr(scheme, "set_indices"):
+        if not isinstance(scheme, LayerPrompts):
             raise PromptTrainingError(f"module=prompt trains layer prompts; control is {type(scheme).__name__} "
                                       "(use control=layer_prompts_tic)")
         chosen = [int(i) for i in (sets if sets is not None else scheme.set_indices)]
@@ -78,4 +80,4 @@ class ProgressivePromptModule(RDModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         trained = self.order[: self._position() + 1] if self.global_step else []
-        checkpoint["ctrlic"]["trained_prompt_sets"] = sorted(trained)
+        checkpoint[RECORD]["trained_prompt_sets"] = sorted(trained)

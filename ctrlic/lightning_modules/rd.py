@@ -9,8 +9,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from ctrlic.codecs.build import CODEC_ATTR
 from ctrlic.codecs.codec import Codec, pad_to_multiple
+from ctrlic.lightning_modules.checkpoint import CODEC_ATTR, RECORD
 from ctrlic.lightning_modules.losses import RateDistortionLoss
 from ctrlic.utils.rng import rng_states, set_rng_states
 
@@ -46,7 +46,7 @@ class RDModule(L.LightningModule):
     def _split_parameters(self) -> None:
         """Choose what trains: the control scheme's parameters, or the backbone (net + quantiles)."""
         backbone = self.codec.backbone
-        chosen = self.codec.control.trainable_parameters(backbone)
+        chosen = self.codec.control.trainable_parameters()
         if chosen is not None:
             keep = {id(p) for p in chosen}
             for p in backbone.parameters():
@@ -113,12 +113,12 @@ class RDModule(L.LightningModule):
             torch.nn.utils.clip_grad_norm_(self.net_params, self.clip_max_norm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["ctrlic"] = {"arch": self.codec.arch, "rng": rng_states()}
+        checkpoint[RECORD] = {"arch": self.codec.arch, "rng": rng_states()}
 
     # -- exact resume: the quantization noise continues where the checkpoint left it ---------------
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._resume_rng = checkpoint.get("ctrlic", {}).get("rng")
+        self._resume_rng = checkpoint.get(RECORD, {}).get("rng")
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # restored here, not on load: building the data loader in between draws from the torch RNG

@@ -14,10 +14,10 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from ctrlic.codecs.build import CODEC_ATTR
 from ctrlic.codecs.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
 from ctrlic.codecs.codec import Codec, pad_to_multiple
 from ctrlic.codecs.control.granularity import GRAINS, check_ratios
+from ctrlic.lightning_modules.checkpoint import CODEC_ATTR, RECORD
 from ctrlic.lightning_modules.discriminator import AdversarialLoss, adaptive_weight
 from ctrlic.metrics.perceptual import LPIPS
 
@@ -109,7 +109,7 @@ class VQModule(L.LightningModule):
         return [opt_g, opt_d]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["ctrlic"] = {"arch": self.codec.arch}
+        checkpoint[RECORD] = {"arch": self.codec.arch}
 
 
 def load_discriminator(loss: AdversarialLoss, source: str | Mapping) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -56,3 +57,12 @@ def ms_ssim(x: Tensor, y: Tensor, *, data_range: float = 1.0, round8: bool = Tru
 def bits_per_pixel(likelihoods: dict[str, Tensor], num_pixels: int) -> Tensor:
     """Estimated rate, Σ −log₂ p over all latents, per pixel (batch summed)."""
     return sum(torch.log(lk.float()).sum() for lk in likelihoods.values()) / (-math.log(2) * num_pixels)
+
+
+def bits_per_subpixel(out: Mapping, x: Tensor) -> Tensor:
+    """−Σ log₂ q(x) / (N·3·H·W), from ``log_likelihoods`` when the backbone gives them (no underflow)."""
+    if "log_likelihoods" in out:
+        bits = -out["log_likelihoods"].float().sum() / math.log(2)
+    else:
+        bits = sum(-lk.float().clamp_min(1e-30).log2().sum() for lk in out["likelihoods"].values())
+    return bits / x.numel()

@@ -19,7 +19,7 @@ log = logging.getLogger("ctrlic")
 def run(cfg: DictConfig):
     """Run ``cfg.task``; returns its result (for ``train``, the final metrics)."""
     from ctrlic.tasks.assemble import assemble
-    from ctrlic.tasks.evaluate import evaluate
+    from ctrlic.tasks.evaluate import eval_task
     from ctrlic.tasks.export import export
     from ctrlic.tasks.info import info
     from ctrlic.tasks.summarize import summarize_task
@@ -30,7 +30,7 @@ def run(cfg: DictConfig):
         if cfg.task == "train":
             return train(cfg, run_dir, REPO_DIR)
         if cfg.task == "eval":
-            return evaluate(cfg, run_dir, REPO_DIR)
+            return eval_task(cfg, run_dir, REPO_DIR)
         if cfg.task == "info":
             return info(cfg, run_dir)
         if cfg.task == "export":

@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from ctrlic.codecs.build import CODEC_ATTR, build_from_architecture, export_codec
+from ctrlic.codecs.build import build_from_architecture, export_codec
 from ctrlic.codecs.checkpoint import CheckpointError, load_weights, read_checkpoint
 from ctrlic.codecs.control.layer_prompts import PROMPT_SETS
+from ctrlic.lightning_modules.checkpoint import RECORD, codec_weights, training_record
 from ctrlic.tasks.common import log
 
 
@@ -37,9 +38,9 @@ def find_checkpoints(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def _backbone_state(checkpoint: Mapping, source: Path) -> dict[str, torch.Tensor]:
-    prefix = f"{CODEC_ATTR}.backbone."
-    state = {k[len(prefix):]: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith(prefix)}
-    if not state or "trained_prompt_sets" not in checkpoint.get("ctrlic", {}):
+    record = training_record(checkpoint)
+    state = codec_weights(checkpoint) if record is not None else {}
+    if not state or "trained_prompt_sets" not in record:
         raise AssembleError(f"assemble: {source} is not a checkpoint of module=prompt training")
     return state
 
@@ -50,7 +51,7 @@ def assemble_prompt_sets(paths: Sequence[Path]):
     for path in paths:
         checkpoint = read_checkpoint(path)
         state = _backbone_state(checkpoint, path)
-        arch = checkpoint["ctrlic"]["arch"]
+        arch = checkpoint[RECORD]["arch"]
         if codec is None:
             codec = build_from_architecture(arch)
             load_weights(codec.backbone, state)
@@ -61,7 +62,7 @@ def assemble_prompt_sets(paths: Sequence[Path]):
         frozen = {k: v for k, v in state.items() if not k.startswith(PROMPT_SETS)}
         if frozen.keys() != anchor.keys() or any(not torch.equal(frozen[k], anchor[k]) for k in anchor):
             raise AssembleError(f"assemble: {path} was trained on another anchor than {first}")
-        for index in checkpoint["ctrlic"]["trained_prompt_sets"]:
+        for index in checkpoint[RECORD]["trained_prompt_sets"]:
             key = f"{PROMPT_SETS}.{index}."
             codec.control.prompt_set(index).load_state_dict(
                 {k[len(key):]: v for k, v in state.items() if k.startswith(key)})

@@ -6,7 +6,7 @@ import logging
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ctrlic.codecs.build import build_codec
 from ctrlic.codecs.codec import Codec
@@ -35,13 +35,3 @@ def loggers_from_config(cfg: DictConfig) -> list:
 
 def trainer_from_config(cfg: DictConfig, callbacks: list | None = None, loggers: list | None = None) -> L.Trainer:
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks or [], logger=loggers or False)
-
-
-def sweep_settings(cfg: DictConfig) -> dict:
-    """The RD sweep settings, shared by the end-of-training callback and ``task=eval``."""
-    node = cfg.callbacks.get("rd_sweep") if cfg.get("callbacks") else None
-    settings = OmegaConf.to_container(node, resolve=True) if node else {}
-    settings.pop("_target_", None)
-    settings.pop("_convert_", None)
-    settings.pop("output_dir", None)
-    return settings

@@ -1,33 +1,27 @@
-"""task=eval: the RD sweep of a trained model (exported codec or checkpoint) on the eval sets."""
+"""task=eval: evaluate a trained model (exported codec or checkpoint) on the eval sets with the ``eval`` settings."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from ctrlic.callbacks.rd_sweep import report
-from ctrlic.codecs.build import load_codec
-from ctrlic.evaluation.lossless import report_lossless, run_lossless_sweep
-from ctrlic.evaluation.sweep import SweepSettings, run_sweep
-from ctrlic.tasks.common import codec_from_config, log, loggers_from_config, sweep_settings
+from ctrlic.evaluation.evaluate import evaluate
+from ctrlic.evaluation.settings import SweepSettings
+from ctrlic.lightning_modules.checkpoint import open_codec
+from ctrlic.tasks.common import codec_from_config, log, loggers_from_config
 from ctrlic.utils.provenance import write_provenance
 
 
-def evaluate(cfg: DictConfig, run_dir: Path, repo_dir: Path) -> dict[str, dict]:
+def eval_task(cfg: DictConfig, run_dir: Path, repo_dir: Path) -> dict[str, dict]:
     write_provenance(cfg, run_dir, repo_dir)
     if cfg.get("ckpt_path"):
-        codec = load_codec(cfg.ckpt_path)
+        codec = open_codec(cfg.ckpt_path)
     else:
         log.warning("no ckpt_path given: evaluating the model built from config (backbone.checkpoint or random)")
         codec = codec_from_config(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
-    settings = SweepSettings(**sweep_settings(cfg), extra_meta={"checkpoint": cfg.get("ckpt_path")})
-    if codec.lossless:
-        results = run_lossless_sweep(codec.cpu(), datamodule.eval_dataloaders(), run_dir, settings)
-        report_lossless(results, run_dir, loggers_from_config(cfg))
-        return results
-    results = run_sweep(codec.cpu(), datamodule.eval_dataloaders(), run_dir, settings)
-    report(results, run_dir, loggers_from_config(cfg))
-    return results
+    settings = SweepSettings(**OmegaConf.to_container(cfg.eval, resolve=True))
+    settings.extra_meta = {**settings.extra_meta, "checkpoint": cfg.get("ckpt_path")}
+    return evaluate(codec, datamodule.eval_dataloaders(), run_dir, settings, loggers_from_config(cfg))

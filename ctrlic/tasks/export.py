@@ -6,12 +6,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ctrlic.codecs.build import export_codec, load_codec
+from ctrlic.codecs.build import export_codec
+from ctrlic.lightning_modules.checkpoint import open_codec
 from ctrlic.tasks.common import codec_from_config, log
 
 
 def export(cfg: DictConfig, run_dir: Path) -> Path:
-    codec = load_codec(cfg.ckpt_path) if cfg.get("ckpt_path") else codec_from_config(cfg)
+    codec = open_codec(cfg.ckpt_path) if cfg.get("ckpt_path") else codec_from_config(cfg)
     path = export_codec(codec, cfg.get("export_path") or run_dir / f"{codec.name}.codec.pt")
     log.info("exported codec %s (weights %s) to %s", codec.name, codec.fingerprint.hex(), path)
     return path

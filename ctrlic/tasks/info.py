@@ -16,7 +16,7 @@ from ctrlic.tasks.common import codec_from_config
 
 def parameter_counts(codec: Codec, trainable_ids: set[int]) -> dict[str, dict[str, int]]:
     """Parameters of the backbone proper and of what the control scheme attached, trainable vs frozen."""
-    attached = {id(p) for p in codec.control.attached_parameters(codec.backbone)}
+    attached = {id(p) for p in codec.control.attached_parameters()}
     counts = {"backbone": {"trainable": 0, "frozen": 0}, "control": {"trainable": 0, "frozen": 0}}
     for p in codec.backbone.parameters():
         part = counts["control" if id(p) in attached else "backbone"]
@@ -38,8 +38,7 @@ def info(cfg: DictConfig, run_dir: Path) -> dict:
     for part, c in counts.items():
         table.add_row(part, f"{c['trainable']:,}", f"{c['frozen']:,}", f"{c['trainable'] + c['frozen']:,}")
     console.print(table)
-    groups = getattr(codec.control, "parameter_groups", None)
-    per_set = groups(codec.backbone) if groups else {}
+    per_set = codec.control.parameter_groups()
     for name, count in per_set.items():
         console.print(f"  {name}: {count:,} parameters")
     knobs = codec.control.describe()["knobs"]

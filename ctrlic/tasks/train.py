@@ -10,6 +10,8 @@ import lightning as L
 from omegaconf import DictConfig
 
 from ctrlic.callbacks.rd_sweep import RDSweep
+from ctrlic.evaluation.loggers import summary_metrics
+from ctrlic.evaluation.summary import FINAL_METRICS
 from ctrlic.tasks.common import (
     callbacks_from_config,
     codec_from_config,
@@ -18,12 +20,8 @@ from ctrlic.tasks.common import (
     trainer_from_config,
 )
 from ctrlic.utils.provenance import write_provenance
-from ctrlic.utils.rd_logging import summary_metrics
 from ctrlic.utils.resume import checkpoint_to_resume
 from ctrlic.utils.wandb_logger import log_full_config
-
-#: the final metrics of a run, read by the multirun summary (``task=summarize``)
-FINAL_METRICS = "final_metrics.json"
 
 
 def train(cfg: DictConfig, run_dir: Path, repo_dir: Path) -> dict[str, float]:

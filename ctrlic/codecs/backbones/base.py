@@ -1,9 +1,14 @@
-"""What every backbone offers the platform: a compressai-style network plus byte-level coding."""
+"""What every backbone offers the platform: a compressai-style network plus byte-level coding.
+
+Optional capabilities are declared here, with defaults, so nothing needs to probe a backbone:
+``parameter_modules`` (the device-robust cpu64 entropy path), ``checkpoint_key_map`` (the authors'
+checkpoint layout), ``lossless`` and ``adaptation_tile`` (per-image adaptation).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import torch
 from compressai.layers import MaskedConv2d
@@ -22,13 +27,32 @@ class Backbone(CompressionModel):
     """A learned codec network.
 
     ``forward(x)`` returns ``{"x_hat", "likelihoods"}`` for training; ``encode`` / ``decode`` turn a
-    padded image into byte sections and back. Padding, headers and knobs are the ``Codec``'s job.
+    padded image into byte sections and back (``compress`` / ``decompress`` are the same coder in
+    CompressAI's calling convention). Padding, headers and knobs are the ``Codec``'s job.
     """
 
     #: spatial multiple the input must have (the total downsampling of the analysis transform)
     pad_multiple: int = 64
     #: lossless backbones decode the 8-bit input exactly; rate targets make no sense for them
     lossless: bool = False
+    #: the modules that turn ẑ (and decoded latents) into means and scales; naming them offers the
+    #: device-robust ``cpu64`` entropy path (``codecs/entropy/robust.py``)
+    parameter_modules: tuple[str, ...] = ()
+    #: where coding computes the entropy parameters: "native" or "cpu64" (the Codec sets it around coding)
+    entropy_path: str = "native"
+    #: tile size per-image adaptation fits on (CALLIC's rate-guided patches)
+    adaptation_tile: int = 64
+
+    @property
+    def robust_entropy(self) -> bool:
+        """True when the entropy parameters can be computed on the CPU in float64 (``cpu64``)."""
+        return bool(self.parameter_modules)
+
+    def checkpoint_key_map(self, state: Mapping[str, Tensor], variant: str | None = None) -> dict[str, Tensor]:
+        """Map the authors' checkpoint layout onto this module's keys (``variant``: e.g. raw or EMA weights)."""
+        if variant:
+            raise ValueError(f"{type(self).__name__} has no weight variants; drop backbone.weights={variant}")
+        return dict(state)
 
     def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False) -> bool:
         """Build the CDF tables; also zero the masked taps of masked convolutions.
@@ -49,3 +73,11 @@ class Backbone(CompressionModel):
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
         """Decode the sections of a padded image of the given size; returns (1, 3, H, W)."""
         raise NotImplementedError
+
+    def compress(self, x: Tensor) -> dict:
+        """``encode`` in CompressAI's convention; ``shape`` is the padded image's (H, W), not a latent's."""
+        return {"strings": [[s] for s in self.encode(x)], "shape": tuple(x.shape[-2:])}
+
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict:
+        """``decode`` in CompressAI's convention (see ``compress``)."""
+        return {"x_hat": self.decode([s[0] for s in strings], *shape)}

@@ -86,6 +86,11 @@ class MGCF(Backbone):
     lossless = True
     pad_multiple = 1  # patches are padded inside; padded pixels are known to both sides and not coded
 
+    @property
+    def adaptation_tile(self) -> int:
+        """CALLIC adapts on the scan's own patches."""
+        return self.patch_size
+
     def __init__(self, dim: int = 128, depth: int = 3, kernel: int = 7, mlp_ratio: int = 4, mixtures: int = 5,
                  patch_size: int = 64, embed_kernel: int = 3, precision: int = 16) -> None:
         super().__init__()

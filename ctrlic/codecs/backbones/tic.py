@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
-from ctrlic.codecs.backbones.base import Backbone, fp32
-from ctrlic.codecs.backbones.cheng import Cheng2020Attn
+from ctrlic.codecs.backbones.hyperprior import MeanScaleCoder
 from ctrlic.codecs.backbones.stf import Mlp, SwinBlock
 from ctrlic.codecs.backbones.swin import relative_position_index, shifted_window_mask
+from ctrlic.codecs.backbones.wavefront import WavefrontCoder
 
 #: side of the causal context window and how many of its raster-ordered taps precede the centre
 CONTEXT_WINDOW = 5
@@ -131,7 +131,7 @@ def stage_rates(rates: Sequence[float], depths: Sequence[int], i: int) -> list[f
     return list(rates[start:start + depths[i]])
 
 
-class TIC(Backbone):
+class TIC(WavefrontCoder):
     """TIC with the causal attention context module; (N, M) = (128, 192) for qualities 1–4,
     (192, 320) for 5–8 (10,227,299 / 23,924,948 parameters, ``depths`` [2, 4, 6, 2, 2]).
 
@@ -140,14 +140,6 @@ class TIC(Backbone):
     """
 
     pad_multiple = 64
-    # wavefront coding, as for Cheng2020-attn; only the context model (``_gaussian_params``) differs
-    forward = Cheng2020Attn.forward  # the same joint autoregressive + hyperprior forward, our modules
-    encode = Cheng2020Attn.encode
-    decode = Cheng2020Attn.decode
-    _wavefronts = Cheng2020Attn._wavefronts
-    _encode_y = Cheng2020Attn._encode_y
-    _decode_y = Cheng2020Attn._decode_y
-    entropy_path = Cheng2020Attn.entropy_path
     parameter_modules = ("h_s0", "h_s1", "h_s2", "h_s3", "h_s4", "context_prediction", "entropy_parameters",
                          "gaussian_conditional")
 
@@ -215,7 +207,7 @@ class TIC(Backbone):
     def g_s(self, y_hat: Tensor) -> Tensor:
         return chain(self, "g_s", 7, y_hat)
 
-    # -- the hooks of Cheng2020Attn's wavefront coding loop ----------------------------------------
+    # -- the hooks of the wavefront coding loop ------------------------------------------------------
 
     def _hyper(self, z_hat: Tensor) -> Tensor:
         return self.h_s(z_hat)[0]
@@ -233,7 +225,7 @@ class TIC(Backbone):
         return scales, means
 
 
-class TICHyperprior(Backbone):
+class TICHyperprior(MeanScaleCoder):
     """The mean-scale hyperprior TIC (TransTIC's ``TIC_hp``) that LPM/TransTIC prompt: Swin stages
     [2, 4, 6, 2 | 2, 2], heads [8, 8, 8, 16 | 16, 16], MLP ratio 2, no context model (7.51M at N=128, M=192).
 
@@ -297,34 +289,8 @@ class TICHyperprior(Backbone):
     def g_s(self, y_hat: Tensor) -> Tensor:
         return chain(self, "g_s", 8, y_hat)
 
-    def forward(self, x: Tensor) -> dict:
-        y = self.g_a(x)
-        z = chain(self, "h_a", 4, y)
-        with fp32(x.device.type):
-            y, z = y.float(), z.float()
-            z_hat, z_likelihoods = self.entropy_bottleneck(z)
-            scales_hat, means_hat = chain(self, "h_s", 4, z_hat).chunk(2, 1)
-            y_hat = self.gaussian_conditional.quantize(y, "noise" if self.training else "dequantize", means_hat)
-            _, y_likelihoods = self.gaussian_conditional(y, scales_hat, means=means_hat)
-        x_hat = self.g_s(y_hat.to(x.dtype) if torch.is_autocast_enabled() else y_hat)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+    def h_a(self, y: Tensor) -> Tensor:
+        return chain(self, "h_a", 4, y)
 
-    @torch.no_grad()
-    def encode(self, x: Tensor) -> list[bytes]:
-        y = self.g_a(x)
-        z = chain(self, "h_a", 4, y)
-        z_string = self.entropy_bottleneck.compress(z)[0]
-        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
-        scales, means = chain(self, "h_s", 4, z_hat).chunk(2, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales)
-        y_string = self.gaussian_conditional.compress(y, indexes, means=means)[0]
-        return [y_string, z_string]
-
-    @torch.no_grad()
-    def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
-        y_string, z_string = sections
-        z_hat = self.entropy_bottleneck.decompress([z_string], (height // 64, width // 64))
-        scales, means = chain(self, "h_s", 4, z_hat).chunk(2, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales)
-        y_hat = self.gaussian_conditional.decompress([y_string], indexes, means=means)
-        return self.g_s(y_hat).clamp_(0, 1)
+    def h_s(self, z_hat: Tensor) -> Tensor:
+        return chain(self, "h_s", 4, z_hat)

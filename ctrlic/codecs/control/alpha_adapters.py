@@ -158,6 +158,7 @@ class AlphaAdapters(ControlScheme):
         A matched module that already is this kind of adapter (attached to load a checkpoint, see
         ``build.merge_adapted``) is taken over as it is.
         """
+        super().attach(backbone)
         scale = self.alpha * self.multiplier
         for name, kind in self._matches(backbone).items():
             parent_name, _, child = name.rpartition(".")
@@ -175,21 +176,21 @@ class AlphaAdapters(ControlScheme):
         for adapter in self.adapters.values():
             adapter.scale = self.alpha * self.multiplier
 
-    def attached_parameters(self, backbone: nn.Module) -> list[nn.Parameter]:
+    def attached_parameters(self) -> list[nn.Parameter]:
         return [p for adapter in self.adapters.values() for p in adapter.adapter_parameters()]
 
-    def trainable_parameters(self, backbone: nn.Module) -> list[nn.Parameter]:
+    def trainable_parameters(self) -> list[nn.Parameter]:
         """Only the adapters train; the anchor stays frozen."""
-        return self.attached_parameters(backbone)
+        return self.attached_parameters()
 
-    def merge(self, backbone: nn.Module) -> None:
+    def merge(self) -> None:
         """Fold every adapter into its layer at the current α, for inference or export at that α.
 
         The backbone's keys return to the anchor's names, and the knob is pinned to this α.
         """
         for name, adapter in self.adapters.items():
             parent_name, _, child = name.rpartition(".")
-            setattr(backbone.get_submodule(parent_name), child, adapter.merge())
+            setattr(self.backbone.get_submodule(parent_name), child, adapter.merge())
         self.adapters = {}
         self.knobs = (dataclasses.replace(self.knobs[0], low=self.alpha, high=self.alpha, default=self.alpha,
                                           sweep=(self.alpha,)),)

@@ -64,20 +64,27 @@ class ControlScheme:
     """
 
     knobs: tuple[Knob, ...] = ()
+    #: the backbone this scheme is attached to (set by ``attach``; every other method acts on it)
+    backbone: nn.Module | None = None
 
     def attach(self, backbone: nn.Module) -> None:
-        """Modify ``backbone`` in place (no-op for fixed-rate codecs)."""
+        """Modify ``backbone`` in place and keep it; subclasses call this first, then add their modules."""
+        self.backbone = backbone
 
     def apply(self, values: Mapping[str, float]) -> None:
         """Set the knob values on the attached modules."""
 
-    def attached_parameters(self, backbone: nn.Module) -> list[nn.Parameter]:
+    def attached_parameters(self) -> list[nn.Parameter]:
         """The parameters this scheme added to the backbone (for storage accounting)."""
         return []
 
-    def trainable_parameters(self, backbone: nn.Module) -> list[nn.Parameter] | None:
-        """The parameters training should update; ``None`` means the whole backbone."""
+    def trainable_parameters(self) -> list[nn.Parameter] | None:
+        """The parameters training should update; ``None`` means the whole self.backbone."""
         return None
+
+    def parameter_groups(self) -> dict[str, int]:
+        """Attached parameter counts by group (e.g. one per prompt set), for ``task=info``; none by default."""
+        return {}
 
     def resolve(self, values: Mapping[str, float] | None = None) -> dict[str, float]:
         """Fill defaults and validate ``values``; raises KnobError naming the declared knobs."""
@@ -115,17 +122,17 @@ class ControlScheme:
         lo, hi = (knob.low, knob.high) if knob.rate_increases else (knob.high, knob.low)
         return RatePath(at=lambda t: base | {knob.name: lo + (hi - lo) * float(t)})
 
-    def encode_side(self, backbone: nn.Module, x: Tensor, knobs: Mapping[str, float]) -> list[bytes]:
+    def encode_side(self, x: Tensor, knobs: Mapping[str, float]) -> list[bytes]:
         """Side information coded before the image, e.g. per-image weight increments (default none).
 
         May change the backbone (adapt it to ``x``) until ``release`` is called.
         """
         return []
 
-    def decode_side(self, backbone: nn.Module, sections: list[bytes], knobs: Mapping[str, float]) -> None:
+    def decode_side(self, sections: list[bytes], knobs: Mapping[str, float]) -> None:
         """Read what ``encode_side`` wrote and put the backbone in the state the encoder used."""
 
-    def release(self, backbone: nn.Module) -> None:
+    def release(self) -> None:
         """Undo what ``encode_side`` / ``decode_side`` changed in the backbone."""
 
     def describe(self) -> dict:

@@ -41,6 +41,7 @@ class BetaAdapters(ControlScheme):
 
     def attach(self, backbone: nn.Module) -> None:
         """Attach (or take over) the α set, then stack a β branch on each of its adapters."""
+        super().attach(backbone)
         self.alpha_set.attach(backbone)
         for name, inner in self.alpha_set.adapters.items():
             parent_name, _, child = name.rpartition(".")
@@ -56,18 +57,18 @@ class BetaAdapters(ControlScheme):
         for adapter in self.adapters.values():
             adapter.scale = self.beta * self.multiplier
 
-    def adapter_sets(self, backbone: nn.Module) -> dict[str, list[nn.Parameter]]:
+    def adapter_sets(self) -> dict[str, list[nn.Parameter]]:
         """The parameters of each adapter set, by the knob that scales it."""
-        return {"alpha": self.alpha_set.attached_parameters(backbone),
+        return {"alpha": self.alpha_set.attached_parameters(),
                 "beta": [p for adapter in self.adapters.values() for p in adapter.adapter_parameters()]}
 
-    def parameter_groups(self, backbone: nn.Module) -> dict[str, int]:
+    def parameter_groups(self) -> dict[str, int]:
         """Parameters per adapter set (for ``task=info``): the frozen α set and the trained β set."""
-        return {f"{name} set": sum(p.numel() for p in params) for name, params in self.adapter_sets(backbone).items()}
+        return {f"{name} set": sum(p.numel() for p in params) for name, params in self.adapter_sets().items()}
 
-    def attached_parameters(self, backbone: nn.Module) -> list[nn.Parameter]:
-        return [p for params in self.adapter_sets(backbone).values() for p in params]
+    def attached_parameters(self) -> list[nn.Parameter]:
+        return [p for params in self.adapter_sets().values() for p in params]
 
-    def trainable_parameters(self, backbone: nn.Module) -> list[nn.Parameter]:
+    def trainable_parameters(self) -> list[nn.Parameter]:
         """Only the β set trains; the anchor and the α set stay frozen."""
-        return self.adapter_sets(backbone)["beta"]
+        return self.adapter_sets()["beta"]

@@ -135,13 +135,12 @@ class Granularity(ControlScheme):
         self.knobs = tuple(
             Knob(name, 0.0, 1.0, default[i], tuple(row[i] for row in self.table)) for i, name in enumerate(GRAINS)
         )
-        self.backbone: nn.Module | None = None
 
     def attach(self, backbone: nn.Module) -> None:
         if not hasattr(backbone, "ratios"):
             raise KnobError(f"the granularity control scheme needs a backbone with grain masks (vqgan); "
                             f"got {type(backbone).__name__}")
-        self.backbone = backbone
+        super().attach(backbone)
 
     def apply(self, values: Mapping[str, float]) -> None:
         self.backbone.ratios = tuple(values[name] for name in GRAINS)

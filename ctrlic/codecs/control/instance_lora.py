@@ -81,6 +81,7 @@ class InstanceLoRA(ControlScheme):
 
     def attach(self, backbone: nn.Module) -> None:
         """Resolve the patterns to layers; nothing is added to the backbone (increments are per image)."""
+        super().attach(backbone)
         self.targets = []
         modules = dict(backbone.named_modules())
         for kind, entries in (("lora", self.lora), ("tucker", self.tucker)):
@@ -103,9 +104,9 @@ class InstanceLoRA(ControlScheme):
             raise InstanceLoRAError(f"{name} is not a depthwise convolution; Tucker increments need one "
                                     "(use control.lora for it)")
 
-    def _shapes(self, backbone: nn.Module) -> list[list[tuple[int, ...]]]:
+    def _shapes(self) -> list[list[tuple[int, ...]]]:
         """Factor shapes per target: LoRA [B (out, r), A (r, fan-in)], Tucker [core, A (m, r1), C, D]."""
-        modules = dict(backbone.named_modules())
+        modules = dict(self.backbone.named_modules())
         shapes = []
         for name, kind, ranks in self.targets:
             weight = modules[name].weight
@@ -126,25 +127,25 @@ class InstanceLoRA(ControlScheme):
 
     # -- encoder ---------------------------------------------------------------------------------
 
-    def encode_side(self, backbone: nn.Module, x: Tensor, knobs: Mapping[str, float]) -> list[bytes]:
+    def encode_side(self, x: Tensor, knobs: Mapping[str, float]) -> list[bytes]:
         steps = int(knobs["steps"])
         if steps == 0:
             return []
-        factors = self._fit(backbone, x, steps)
+        factors = self._fit(x, steps)
         levels = [[torch.round(f / self.w).clamp(-self.max_level, self.max_level).long() for f in fs]
                   for fs in factors]
         flat = torch.cat([q.flatten() for qs in levels for q in qs]).numpy()
         coder = Encoder(self.precision)
         coder.encode(flat + self.max_level, np.broadcast_to(self._prior_table(), (len(flat), 2 * self.max_level + 1)))
-        self._merge(backbone, levels)
+        self._merge(levels)
         return [coder.finish()]
 
     def _prior_table(self) -> np.ndarray:
         values = np.arange(-self.max_level, self.max_level + 1, dtype=np.float64)
         return mixture.integer_pmf(mixture.discretized_logistic_pmf(values, self.w, self.s)[None], self.precision)[0]
 
-    def _tiles(self, backbone: nn.Module, x: Tensor) -> Tensor:
-        patch = self.patch_size or getattr(backbone, "patch_size", 64)
+    def _tiles(self, x: Tensor) -> Tensor:
+        patch = self.patch_size or self.backbone.adaptation_tile
         return scan.patchify(x, patch, value=0.5)[0]
 
     @staticmethod
@@ -154,35 +155,35 @@ class InstanceLoRA(ControlScheme):
             return -out["log_likelihoods"].flatten(1).sum(1) / math.log(2)
         return sum(-torch.log2(lk.clamp_min(1e-30)).flatten(1).sum(1) for lk in out["likelihoods"].values())
 
-    def _objective(self, backbone: nn.Module, out: Mapping, batch: Tensor, scale: float) -> Tensor:
+    def _objective(self, out: Mapping, batch: Tensor, scale: float) -> Tensor:
         """Image part of Eq. 9 in bits for the whole image (the batch's bits × ``scale``)."""
         bits = self._tile_bits(out).sum() * scale
-        if getattr(backbone, "lossless", False):
+        if self.backbone.lossless:
             return bits
         mse = F.mse_loss(out["x_hat"], batch)
         return bits + self.lmbda * 255 ** 2 * mse * batch.shape[-2] * batch.shape[-1] * len(batch) * scale
 
-    def _fit(self, backbone: nn.Module, x: Tensor, steps: int) -> list[list[Tensor]]:
+    def _fit(self, x: Tensor, steps: int) -> list[list[Tensor]]:
         """RPFT: Adam on the factors for ``steps`` steps; returns the float factors."""
         gen = torch.Generator().manual_seed(self.seed)
         device = x.device
         factors = []
-        for shapes in self._shapes(backbone):
+        for shapes in self._shapes():
             fs = [torch.randn(s, generator=gen) * self.init_std for s in shapes]
             fs[0].zero_()  # LoRA B = 0, Tucker core = 0: the increment starts at zero
             factors.append([f.to(device).requires_grad_(True) for f in fs])
-        tiles = self._tiles(backbone, x)
-        modules = dict(backbone.named_modules())
-        frozen = [(p, p.requires_grad) for p in backbone.parameters()]
+        tiles = self._tiles(x)
+        modules = dict(self.backbone.named_modules())
+        frozen = [(p, p.requires_grad) for p in self.backbone.parameters()]
         for p, _ in frozen:
             p.requires_grad_(False)
         try:
             with torch.enable_grad():
                 with torch.no_grad():
-                    order = torch.argsort(self._tile_bits(backbone(tiles)), descending=True, stable=True)
+                    order = torch.argsort(self._tile_bits(self.backbone(tiles)), descending=True, stable=True)
                 params = [f for fs in factors for f in fs]
                 optimizer = torch.optim.Adam(params, lr=self.lr)
-                pixels = x.shape[-2] * x.shape[-1] * (3 if getattr(backbone, "lossless", False) else 1)
+                pixels = x.shape[-2] * x.shape[-1] * (3 if self.backbone.lossless else 1)
                 for t in range(steps):
                     share = rpft_fraction(t, steps, self.b, self.d, self.e) if self.rpft else 1.0
                     used = order[: max(1, math.ceil(share * len(tiles)))]
@@ -192,8 +193,8 @@ class InstanceLoRA(ControlScheme):
                         base = modules[name].weight
                         weights[f"{name}.weight"] = base + self._delta(kind, ste, base.shape)
                     batch = tiles[used]
-                    out = functional_call(backbone, weights, (batch,))
-                    image_bits = self._objective(backbone, out, batch, len(tiles) / len(used))
+                    out = functional_call(self.backbone, weights, (batch,))
+                    image_bits = self._objective(out, batch, len(tiles) / len(used))
                     noise = [torch.rand(p.shape, generator=gen).to(device) - 0.5 for p in params]
                     side_bits = sum(-_log2_bin((p + self.w * (n + 0.5)) / self.s, (p + self.w * (n - 0.5)) / self.s).sum()
                                     for p, n in zip(params, noise, strict=True))
@@ -209,23 +210,23 @@ class InstanceLoRA(ControlScheme):
     # -- both sides ------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _merge(self, backbone: nn.Module, levels: list[list[Tensor]]) -> None:
+    def _merge(self, levels: list[list[Tensor]]) -> None:
         """W ← W + Δ(levels·w), identically in encoder and decoder; ``release`` restores W."""
-        modules = dict(backbone.named_modules())
+        modules = dict(self.backbone.named_modules())
         for (name, kind, _), qs in zip(self.targets, levels, strict=True):
             weight = modules[name].weight
             self._saved.setdefault(name, weight.detach().clone())
             fs = [q.to(torch.float32) * self.w for q in qs]
             weight.copy_(self._saved[name] + self._delta(kind, fs, weight.shape).to(weight.device))
 
-    def decode_side(self, backbone: nn.Module, sections: list[bytes], knobs: Mapping[str, float]) -> None:
+    def decode_side(self, sections: list[bytes], knobs: Mapping[str, float]) -> None:
         if int(knobs["steps"]) == 0:
             if sections:
                 raise BitstreamError("bitstream carries weight increments but its steps knob is 0")
             return
         if len(sections) != 1:
             raise BitstreamError(f"expected one section of weight increments, found {len(sections)}")
-        shapes = self._shapes(backbone)
+        shapes = self._shapes()
         total = sum(math.prod(s) for ss in shapes for s in ss)
         coder = Decoder(sections[0], self.precision)
         flat = torch.from_numpy(coder.decode(np.broadcast_to(self._prior_table(), (total, 2 * self.max_level + 1)))
@@ -237,15 +238,15 @@ class InstanceLoRA(ControlScheme):
                 qs.append(flat[start:start + math.prod(s)].reshape(s))
                 start += math.prod(s)
             levels.append(qs)
-        self._merge(backbone, levels)
+        self._merge(levels)
 
     @torch.no_grad()
-    def release(self, backbone: nn.Module) -> None:
-        modules = dict(backbone.named_modules())
+    def release(self) -> None:
+        modules = dict(self.backbone.named_modules())
         for name, weight in self._saved.items():
             modules[name].weight.copy_(weight)
         self._saved = {}
 
-    def increment_parameters(self, backbone: nn.Module) -> int:
+    def increment_parameters(self) -> int:
         """Number of transmitted factor entries (about 25K for MGCF at paper size, CALLIC §4)."""
-        return sum(math.prod(s) for ss in self._shapes(backbone) for s in ss)
+        return sum(math.prod(s) for ss in self._shapes() for s in ss)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctrlic.codecs.backbones.stf import SwinBlock
 from ctrlic.codecs.backbones.swin import (
     attention_bias,
     prompt_shift_mask,
@@ -111,9 +112,8 @@ class PromptedAttention(nn.Module):
 
 
 def _is_swin_block(module: nn.Module) -> bool:
-    attn = getattr(module, "attn", None)
-    return (hasattr(module, "window") and hasattr(module, "shift") and attn is not None
-            and all(hasattr(attn, a) for a in ("qkv", "proj", "relative_position_bias_table", "heads")))
+    """A (shifted) window-attention block whose attention takes prompts (STF's, also used by TIC)."""
+    return isinstance(module, SwinBlock)
 
 
 def _input_channels(module: nn.Module) -> int:
@@ -183,6 +183,7 @@ class LayerPrompts(ControlScheme):
         return found
 
     def attach(self, backbone: nn.Module) -> None:
+        super().attach(backbone)
         modules = dict(backbone.named_modules())
         for name in (self.encoder_input, self.decoder_input):
             if name not in modules:
@@ -249,13 +250,13 @@ class LayerPrompts(ControlScheme):
     def prompt_set(self, index: int) -> nn.Module:
         return self._sets[str(int(index))]
 
-    def attached_parameters(self, backbone: nn.Module) -> list[nn.Parameter]:
+    def attached_parameters(self) -> list[nn.Parameter]:
         return list(self._sets.parameters())
 
-    def trainable_parameters(self, backbone: nn.Module) -> list[nn.Parameter]:
+    def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self._sets.parameters())
 
-    def parameter_groups(self, backbone: nn.Module) -> dict[str, int]:
+    def parameter_groups(self) -> dict[str, int]:
         """Parameters stored per prompt set (for ``task=info``), keyed by knob value and λ."""
         return {f"prompt={i} (λ={self.all_lambdas[i]:g})": sum(p.numel() for p in self._sets[str(i)].parameters())
                 for i in self.set_indices}

@@ -50,15 +50,27 @@ def on_cpu_float64(owner: nn.Module, names: Sequence[str]) -> Iterator[None]:
             setattr(owner, name, module)
 
 
+@contextlib.contextmanager
+def entropy_path(backbone: nn.Module, path: str) -> Iterator[None]:
+    """The backbone codes with entropy-parameter path ``path`` inside the block (``backbone.entropy_path``)."""
+    check_path(path, backbone.robust_entropy)
+    old = backbone.entropy_path
+    backbone.entropy_path = path
+    try:
+        yield
+    finally:
+        backbone.entropy_path = old
+
+
 def parameter_space(backbone: nn.Module) -> contextlib.AbstractContextManager:
     """The backbone's entropy-parameter modules as coding uses them: as they are, or CPU float64 copies."""
-    if getattr(backbone, "entropy_path", "native") == "cpu64":
+    if backbone.entropy_path == "cpu64":
         return on_cpu_float64(backbone, backbone.parameter_modules)
     return contextlib.nullcontext()
 
 
 def coding_tensor(backbone: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` where the entropy parameters are computed (CPU float64 on the robust path)."""
-    if getattr(backbone, "entropy_path", "native") == "cpu64":
+    if backbone.entropy_path == "cpu64":
         return tensor.to("cpu", torch.float64)
     return tensor

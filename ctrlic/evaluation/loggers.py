@@ -1,4 +1,4 @@
-"""Send RD sweep results to whichever loggers are active (CSV, TensorBoard, W&B)."""
+"""Send evaluation results to whichever loggers are active (CSV, TensorBoard, W&B)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,30 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 
+#: curves whose mean over the sweep is logged as a scalar
+MEAN_KEYS = ("bpp", "bpp_est", "psnr-rgb", "ms-ssim-rgb", "bpsp")
+
 
 def summary_metrics(results: dict, prefix: str) -> dict[str, float]:
-    """Scalar metrics of a sweep: the BD-rate (when computable) and the mean of each curve."""
+    """Scalars of one set's results: the BD-rate (when computable), the mean of each curve and, for
+    lossless codecs, bpsp at each knob setting and the classical codecs' bpsp."""
     metrics = {}
-    bd = results.get("meta", {}).get("bd_rate", {})
+    meta = results.get("meta", {})
+    bd = meta.get("bd_rate", {})
     if bd.get("value") is not None:
         metrics[f"{prefix}/bd_rate"] = bd["value"]
-    for key in ("bpp", "bpp_est", "psnr-rgb", "ms-ssim-rgb"):
+    for key in MEAN_KEYS:
         values = results["results"].get(key)
         if values:
             metrics[f"{prefix}/mean_{key}"] = sum(values) / len(values)
+    if "bpsp" in results["results"]:
+        metrics |= {f"{prefix}/bpsp_{i}": v for i, v in enumerate(results["results"]["bpsp"])}
+        metrics |= {f"{prefix}/{c}_bpsp": v for c, v in meta.get("classical", {}).items()}
     return metrics
 
 
-def log_rd(loggers: Iterable[Logger], results: dict, plot: Path, prefix: str, step: int = 0) -> None:
-    """Scalars to every logger; the RD points as a ``wandb.Table`` with a line plot, and the plot as an image."""
+def log_results(loggers: Iterable[Logger], results: dict, plot: Path, prefix: str, step: int = 0) -> None:
+    """Scalars to every logger; the points as a ``wandb.Table`` with a line plot, and the plot as an image."""
     metrics = summary_metrics(results, prefix)
     for logger in loggers:
         logger.log_metrics(metrics, step=step)

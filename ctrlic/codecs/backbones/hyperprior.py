@@ -1,0 +1,48 @@
+"""The mean-scale hyperprior (Minnen et al. 2018) coding path, for backbones with their own transforms.
+
+A subclass provides ``g_a``, ``h_a``, ``h_s`` (ẑ → scales and means, 2M channels), ``g_s``,
+``entropy_bottleneck`` and ``gaussian_conditional``; coding is one rANS call per latent.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ctrlic.codecs.backbones.base import Backbone, fp32
+
+
+class MeanScaleCoder(Backbone):
+    """Forward, encode and decode of a mean-scale hyperprior with no context model."""
+
+    def forward(self, x: Tensor) -> dict:
+        y = self.g_a(x)
+        z = self.h_a(y)
+        with fp32(x.device.type):
+            y, z = y.float(), z.float()
+            z_hat, z_likelihoods = self.entropy_bottleneck(z)
+            scales_hat, means_hat = self.h_s(z_hat).chunk(2, 1)
+            y_hat = self.gaussian_conditional.quantize(y, "noise" if self.training else "dequantize", means_hat)
+            _, y_likelihoods = self.gaussian_conditional(y, scales_hat, means=means_hat)
+        x_hat = self.g_s(y_hat.to(x.dtype) if torch.is_autocast_enabled() else y_hat)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> list[bytes]:
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_string = self.entropy_bottleneck.compress(z)[0]
+        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        y_string = self.gaussian_conditional.compress(y, indexes, means=means)[0]
+        return [y_string, z_string]
+
+    @torch.no_grad()
+    def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
+        y_string, z_string = sections
+        z_hat = self.entropy_bottleneck.decompress([z_string], (height // 64, width // 64))
+        scales, means = self.h_s(z_hat).chunk(2, 1)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        y_hat = self.gaussian_conditional.decompress([y_string], indexes, means=means)
+        return self.g_s(y_hat).clamp_(0, 1)
