@@ -48,7 +48,7 @@ def evaluate(codec: Codec, sets: Mapping[str, Sequence[Mapping]], out_dir: str |
             plot = kind.plot(results, set_file(out_dir, "rd" if kind is lossy else "bpsp", ".png", n, set_name),
                              settings)
             log_results(loggers, results, plot, prefix=f"{prefix}/{set_name}", step=step)
-            log.info("%s on %s: %s", codec.name, set_name, kind.describe(results))
+            log.info("%s on %s (%s): %s", kind.SWEEP, set_name, codec.name, kind.describe(results))
             log.info("results: %s, plot: %s", path, plot)
             outputs[set_name] = results
     return outputs

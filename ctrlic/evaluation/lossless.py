@@ -18,6 +18,9 @@ from ctrlic.evaluation.results import make_results
 from ctrlic.evaluation.settings import SweepSettings
 from ctrlic.metrics.quality import bits_per_subpixel
 
+#: what this evaluation is called in log lines
+SWEEP = "lossless sweep"
+
 
 class LosslessMismatchError(ValueError):
     """A decoded image differs from the input: the codec is not bit-exact on this machine."""

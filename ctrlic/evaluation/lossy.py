@@ -27,6 +27,9 @@ from ctrlic.metrics.quality import bits_per_pixel, ms_ssim, psnr, to_8bit
 #: data sets with published reference curves; an eval set named e.g. "kodak4" uses "kodak"
 KNOWN_DATASETS = ("kodak", "clic2020-professional", "clic2020-mobile", "clic-professional-valid", "tecnick")
 
+#: what this evaluation is called in log lines
+SWEEP = "RD sweep"
+
 
 #: per-image perceptual metrics: settings field -> (result key, network)
 PERCEPTUAL = {"lpips": ("lpips", LPIPS), "lpips_vgg": ("lpips-vgg", LPIPS), "dists": ("dists", DISTS)}
