@@ -5,15 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ctrlic.codecs.backbones.grain_masks import grain_masks, patch_entropy
 from ctrlic.codecs.backbones.vqgan_blocks import upsample_mask
 from ctrlic.codecs.control.base import KnobError
-from ctrlic.codecs.control.granularity import (
-    Granularity,
-    grain_masks,
-    patch_entropy,
-    theoretical_bpp,
-    tokens_per_pixel,
-)
+from ctrlic.codecs.control.granularity import Granularity, theoretical_bpp, tokens_per_pixel
 
 README_TABLE = [(0.0, 0.5, 0.5), (0.0, 0.8, 0.2), (0.1, 0.8, 0.1), (0.3, 0.6, 0.1), (0.5, 0.4, 0.1), (0.9, 0.1, 0.0)]
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ctrlic.codecs.backbones.base import Backbone
+from ctrlic.codecs.backbones.grain_masks import EntropySettings, grain_masks, masks_from_kernel, pixel_kernel
 from ctrlic.codecs.backbones.vqgan_blocks import (
     AttnBlock,
     Downsample,
@@ -30,7 +31,6 @@ from ctrlic.codecs.backbones.vqgan_blocks import (
     upsample_mask,
 )
 from ctrlic.codecs.bitstream import BitstreamError
-from ctrlic.codecs.control.granularity import EntropySettings, grain_masks, masks_from_kernel, pixel_kernel
 from ctrlic.codecs.huffman import HuffmanCode, decode_mask, encode_mask
 from ctrlic.errors import UserError
 
