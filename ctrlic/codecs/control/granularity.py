@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from ctrlic.codecs.backbones.grain_masks import GRAINS, GrainRatioError, check_ratios
+from ctrlic.codecs.backbones.grain_masks import GRAINS, GrainRatioError, check_ratios, check_router
 from ctrlic.codecs.control.base import ControlScheme, Knob, KnobError, RatePath
 
 
@@ -44,16 +44,18 @@ class Granularity(ControlScheme):
     """Knobs ``fine``, ``medium``, ``coarse`` (area ratios summing to 1) set the grain masks of a VQGAN.
 
     Target-rate search moves along the paper's query table (rows of rising rate), interpolating
-    linearly between consecutive rows, parametrised by their index rate (eq. 12).
+    linearly between consecutive rows, parametrised by their index rate (eq. 12). ``router`` picks
+    the mask rule the backbone uses: "official" (the authors') or "exact" (exact area fractions).
     """
 
     def __init__(self, query_table: Sequence[Sequence[float]], default: Sequence[float] = (0.5, 0.4, 0.1),
-                 mean_code_length: float | None = None) -> None:
+                 mean_code_length: float | None = None, router: str = "official") -> None:
         self.table = [knob_ratios(row) for row in query_table]
         if len(self.table) < 2:
             raise KnobError("granularity.query_table needs at least two (fine, medium, coarse) rows")
         default = knob_ratios(default)
         self.mean_code_length = mean_code_length
+        self.router = check_router(router)
         self.knobs = tuple(
             Knob(name, 0.0, 1.0, default[i], tuple(row[i] for row in self.table)) for i, name in enumerate(GRAINS)
         )
@@ -64,6 +66,7 @@ class Granularity(ControlScheme):
             raise KnobError(f"the granularity control scheme needs a backbone with grain masks (vqgan); "
                             f"got {type(backbone).__name__}")
         self.backbone = backbone
+        backbone.router = self.router
 
     def apply(self, values: Mapping[str, float]) -> None:
         self.backbone.ratios = tuple(values[name] for name in GRAINS)
@@ -116,6 +119,6 @@ class Granularity(ControlScheme):
         return RatePath(at=at)
 
     def describe(self) -> dict:
-        return {**super().describe(), "query_table": [
+        return {**super().describe(), "router": self.router, "query_table": [
             {"fine": row[0], "medium": row[1], "coarse": row[2], "theoretical_bpp": rate}
             for row, rate in self.query_table()]}
