@@ -33,6 +33,7 @@ BACKBONES = {"stf": SymmetricalTransFormer, "tcm": TCM, "tic": TIC, "vqgan": VQG
 #: one weight of each backbone's synthesis transform (decoder), for the test that the comparison can fail
 SYNTHESIS_WEIGHT = {"stf": "syn_layers.3.blocks.1.mlp.fc2.weight", "tcm": "g_s.7.0.weight",
                     "tic": "g_s6.weight", "calice_stf": "syn_layers.0.blocks.0.mlp.fc1.lora.W_b",
+                    "calice_tcm": "g_s.0.subpel_conv.adapter.conv2.weight",
                     "control_gic": "decoder.conv_out.weight"}
 
 
@@ -170,7 +171,7 @@ def mismatches(method: str, case: Case, backbone: nn.Module, scheme: AlphaAdapte
     return problems
 
 
-METHODS = ["stf", "tcm", "tic", "calice_stf", "control_gic"]
+METHODS = ["stf", "tcm", "tic", "calice_stf", "calice_tcm", "control_gic"]
 
 
 @pytest.mark.parametrize("method", METHODS)

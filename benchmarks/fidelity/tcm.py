@@ -58,18 +58,25 @@ PAYLOAD = {"y": "md5", "z": "md5"}
 
 
 def build() -> nn.Module:
+    from models import tcm
+
+    torch.manual_seed(SEED)
+    model = tcm.TCM(config=CONFIG, head_dim=[HEAD] * 6, drop_path_rate=0.0, N=N, M=M, num_slices=SLICES,
+                    max_support_slices=SUPPORT)
+    return shrink_entropy_model(model, tcm).eval()
+
+
+def shrink_entropy_model(model: nn.Module, blocks) -> nn.Module:
+    """Replace the literal-width hyperprior, SWAtten and ChARM modules by the same layers at this
+    width, with ``ConvTransBlock``/``SWAtten`` from ``blocks`` (LIC_TCM's or CALICE's copy)."""
     from compressai.entropy_models import EntropyBottleneck
     from compressai.layers import ResidualBlockUpsample, ResidualBlockWithStride, conv3x3, subpel_conv3x3
     from compressai.models.utils import conv
-    from models.tcm import TCM, ConvTransBlock, SWAtten
 
-    torch.manual_seed(SEED)
-    model = TCM(config=CONFIG, head_dim=[HEAD] * 6, drop_path_rate=0.0, N=N, M=M, num_slices=SLICES,
-                max_support_slices=SUPPORT)
     s = M // SLICES
 
     def hyper_blocks(count: int) -> list[nn.Module]:
-        return [ConvTransBlock(N, N, HEAD, 4, 0, "W" if not i % 2 else "SW") for i in range(count)]
+        return [blocks.ConvTransBlock(N, N, HEAD, 4, 0, "W" if not i % 2 else "SW") for i in range(count)]
 
     model.h_a = nn.Sequential(ResidualBlockWithStride(M, 2 * N, 2), *hyper_blocks(CONFIG[0]),
                               conv3x3(2 * N, Z, stride=2))
@@ -82,8 +89,9 @@ def build() -> nn.Module:
         return M + s * min(i + extra, SUPPORT + extra)
 
     def atten() -> nn.ModuleList:
-        return nn.ModuleList(nn.Sequential(SWAtten(width(i), width(i), ATTEN_HEAD, 8, 0, inter_dim=ATTEN_DIM))
-                             for i in range(SLICES))
+        return nn.ModuleList(
+            nn.Sequential(blocks.SWAtten(width(i), width(i), ATTEN_HEAD, 8, 0, inter_dim=ATTEN_DIM))
+            for i in range(SLICES))
 
     def charm(extra: int) -> nn.ModuleList:
         return nn.ModuleList(nn.Sequential(conv(width(i, extra), HIDDEN, stride=1, kernel_size=3), nn.GELU(),
@@ -92,7 +100,7 @@ def build() -> nn.Module:
     model.atten_mean, model.atten_scale = atten(), atten()
     model.cc_mean_transforms, model.cc_scale_transforms, model.lrp_transforms = charm(0), charm(0), charm(1)
     model.entropy_bottleneck = EntropyBottleneck(Z)
-    return model.eval()
+    return model
 
 
 def main() -> None:
