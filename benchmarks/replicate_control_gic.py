@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from benchmarks.common import RESULTS_DIR, ROOT, run_py, write_json
+from ctrlic.codecs.backbones.grain_masks import GRAINS
 from ctrlic.codecs.backbones.vqgan import native_tokens
-from ctrlic.codecs.control.granularity import GRAINS, theoretical_bpp
+from ctrlic.codecs.control.granularity import theoretical_bpp
 from ctrlic.codecs.huffman import HuffmanCode, encode_mask
 from ctrlic.codecs.rate_search import search_target
 from ctrlic.datamodules.image_io import list_images, load_rgb8, to_tensor

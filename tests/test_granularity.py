@@ -5,15 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ctrlic.codecs.backbones.grain_masks import grain_masks, patch_entropy
 from ctrlic.codecs.backbones.vqgan_blocks import upsample_mask
 from ctrlic.codecs.control.base import KnobError
-from ctrlic.codecs.control.granularity import (
-    Granularity,
-    grain_masks,
-    patch_entropy,
-    theoretical_bpp,
-    tokens_per_pixel,
-)
+from ctrlic.codecs.control.granularity import Granularity, theoretical_bpp, tokens_per_pixel
 
 README_TABLE = [(0.0, 0.5, 0.5), (0.0, 0.8, 0.2), (0.1, 0.8, 0.1), (0.3, 0.6, 0.1), (0.5, 0.4, 0.1), (0.9, 0.1, 0.0)]
 
@@ -37,7 +32,7 @@ def test_flat_patch_has_zero_entropy_and_noise_has_more():
 @pytest.mark.parametrize("ratios", [(0.5, 0.4, 0.1), (0.0, 0.5, 0.5), (1.0, 0.0, 0.0), (0.3, 0.2, 0.5)])
 def test_masks_partition_the_image_at_the_requested_areas(ratios):
     x = textured_image()
-    mask_c, mask_m, mask_f = grain_masks(x, ratios)
+    mask_c, mask_m, mask_f = grain_masks(x, ratios, router="exact")
     assert mask_c.shape[-2:] == (4, 6) and mask_m.shape[-2:] == (8, 12) and mask_f.shape[-2:] == (16, 24)
     cover = upsample_mask(mask_c, 4) + upsample_mask(mask_m, 2) + mask_f.float()
     assert torch.equal(cover, torch.ones_like(cover))  # every H/4 cell belongs to exactly one grain
@@ -48,9 +43,10 @@ def test_masks_partition_the_image_at_the_requested_areas(ratios):
     assert areas[2].item() == pytest.approx(fine, abs=2 / 24)
 
 
-def test_coarse_grain_goes_to_the_lowest_entropy_patches():
+@pytest.mark.parametrize("router", ["official", "exact"])
+def test_coarse_grain_goes_to_the_lowest_entropy_patches(router):
     x = textured_image()
-    mask_c, mask_m, mask_f = grain_masks(x, (0.3, 0.2, 0.5))
+    mask_c, mask_m, mask_f = grain_masks(x, (0.3, 0.2, 0.5), router=router)
     e16 = patch_entropy(x, 16)[0]
     assert e16[mask_c[0, 0]].max() <= e16[~mask_c[0, 0]].min()
     assert mask_c[0, 0, :, 0].all() and mask_f[0, 0, :, -1].all()  # flat left is coarse, noisy right fine

@@ -14,9 +14,9 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from ctrlic.codecs.backbones.grain_masks import GRAINS, check_ratios
 from ctrlic.codecs.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
 from ctrlic.codecs.codec import Codec, pad_to_multiple
-from ctrlic.codecs.control.granularity import GRAINS, check_ratios
 from ctrlic.lightning_modules.checkpoint import CODEC_ATTR, RECORD
 from ctrlic.lightning_modules.discriminator import AdversarialLoss, adaptive_weight
 from ctrlic.metrics.perceptual import LPIPS

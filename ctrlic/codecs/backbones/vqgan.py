@@ -17,6 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ctrlic.codecs.backbones.base import Backbone
+from ctrlic.codecs.backbones.grain_masks import (
+    EntropySettings,
+    check_router,
+    grain_masks,
+    masks_from_kernel,
+    pixel_kernel,
+)
 from ctrlic.codecs.backbones.vqgan_blocks import (
     AttnBlock,
     Downsample,
@@ -30,7 +37,6 @@ from ctrlic.codecs.backbones.vqgan_blocks import (
     upsample_mask,
 )
 from ctrlic.codecs.bitstream import BitstreamError
-from ctrlic.codecs.control.granularity import EntropySettings, grain_masks, masks_from_kernel, pixel_kernel
 from ctrlic.codecs.huffman import HuffmanCode, decode_mask, encode_mask
 from ctrlic.errors import UserError
 
@@ -168,13 +174,15 @@ class VectorQuantizer(nn.Module):
 
 
 class VQGAN(Backbone):
-    """Three-grain VQGAN codec. ``ratios`` = (fine, medium, coarse) areas, set by the granularity scheme."""
+    """Three-grain VQGAN codec. ``ratios`` = (fine, medium, coarse) areas and ``router`` (the mask rule),
+    both set by the granularity scheme. The masks are coded, so decoding does not depend on the router."""
 
     def __init__(self, ch: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4, 4), num_res_blocks: int = 2,
                  attn_resolutions: Sequence[int] = (32,), resolution: int = 256, z_channels: int = 4,
                  embed_dim: int = 4, n_embed: int = 1024, num_groups: int = 32, mid_attn: bool = True,
                  dropout: float = 0.0, beta: float = 0.25, ratios: Sequence[float] = (0.5, 0.4, 0.1),
-                 entropy_bins: int = 32, entropy_sigma: float = 0.01, mask_coding: str = "best") -> None:
+                 entropy_bins: int = 32, entropy_sigma: float = 0.01, mask_coding: str = "best",
+                 router: str = "official") -> None:
         super().__init__()
         args = (ch, ch_mult, num_res_blocks, attn_resolutions, resolution, z_channels)
         self.encoder = Encoder(*args, num_groups, mid_attn, dropout)
@@ -184,6 +192,8 @@ class VQGAN(Backbone):
         self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, 1)
         self.pad_multiple = 2 ** (len(ch_mult) - 1)
         self.ratios = tuple(ratios)
+        #: the mask rule, "official" (the authors' router) or "exact"; the granularity scheme sets it
+        self.router = check_router(router)
         self.entropy = EntropySettings(entropy_bins, entropy_sigma)
         self.mask_coding = mask_coding
         self._code: HuffmanCode | None = None
@@ -195,7 +205,7 @@ class VQGAN(Backbone):
 
     def grain_masks(self, x_signed: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Masks (coarse H/16, medium H/8, fine H/4) from patch entropy at the current ratios."""
-        return grain_masks(x_signed, self.ratios, self.pad_multiple, self.entropy)
+        return grain_masks(x_signed, self.ratios, self.pad_multiple, self.entropy, self.router)
 
     def quantize_image(self, x_signed: Tensor, masks: Sequence[Tensor],
                        latents: tuple[Tensor, Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -255,7 +265,7 @@ class VQGAN(Backbone):
     def encode(self, x: Tensor) -> list[bytes]:
         x_signed = x * 2 - 1
         latents, kernel = self.analyse(x_signed)
-        masks = masks_from_kernel(kernel, self.ratios, self.pad_multiple)
+        masks = masks_from_kernel(kernel, self.ratios, self.pad_multiple, self.router)
         _, _, indices = self.quantize_image(x_signed, masks, latents)
         mask_c, mask_m, _ = (m[0, 0].cpu().numpy() for m in masks)
         covered = np.kron(mask_c, np.ones((2, 2), dtype=bool))
