@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_DIR ?= outputs/demo
 DOCKER_IMAGE ?= ctrlic:latest
 
-.PHONY: help install demo test test-slow lint bench replicate docker clean
+.PHONY: help install demo test test-slow golden lint bench replicate docker clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ test: install  ## the default test suite (fast, CPU)
 
 test-slow: install  ## the long tests: paper-size models
 	$(PY) -m pytest -q -m slow
+
+golden: install  ## regenerate tests/expected/ (golden bitstreams); only when a coder change is meant to move the bits
+	$(PY) -m tests.golden --write
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check ctrlic tests benchmarks run.py
