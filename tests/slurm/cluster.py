@@ -46,6 +46,7 @@ def start_cluster() -> tuple[LocalSlurm | None, str]:
     proc = subprocess.run(["bash", str(START), "start", str(state_dir)], capture_output=True, text=True,
                           timeout=900)
     if proc.returncode == CANNOT_RUN:
+        shutil.rmtree(state_dir, ignore_errors=True)
         reason = next((line.removeprefix("SKIP: ") for line in proc.stdout.splitlines() if line.startswith("SKIP: ")),
                       proc.stdout.strip())
         return None, reason

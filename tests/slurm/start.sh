@@ -7,10 +7,10 @@
 #   tests/slurm/start.sh stop DIR        cancel the cluster's jobs, stop its daemons
 #
 # DIR (default: a new /tmp/ctrlic-slurm.XXXXXX) holds the config, the munge key, sockets, state and
-# logs; nothing is written to /etc or to the repository. Ports are free ones picked at start, so two
-# clusters (two test sessions) do not meet. Without systemd and cgroups: the daemons are started
-# directly, processes are tracked through /proc (proctrack/linuxproc), no task binding (task/none),
-# no accounting (sacct does not answer; submitit then watches its result files).
+# logs; the cluster writes nothing to /etc or to the repository. Ports are free ones picked at start,
+# so two clusters (two test sessions) do not meet. Without systemd and cgroups: the daemons are
+# started directly, processes are tracked through /proc (proctrack/linuxproc), no task binding
+# (task/none), no accounting (sacct does not answer; submitit then watches its result files).
 # Exit codes: 0 running / stopped; 3 cannot run here (the line "SKIP: <reason>" says why); 1 failed.
 set -euo pipefail
 
@@ -69,17 +69,17 @@ install_packages() {
     command -v apt-get >/dev/null || skip "${missing[*]} not installed and no apt-get (not Debian/Ubuntu)"
     echo "installing ${missing[*]} with apt-get"
     local tries
-    for tries in 1 2 3 4 5 6; do  # apt's lock may be held by another process for a while
-        if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-                >"${TMPDIR:-/tmp}/ctrlic-slurm-apt.log" 2>&1; then
+    for tries in 1 2 3; do  # apt's lock may be held by another process for a while
+        if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=120 "${missing[@]}" \
+                >"$DIR/apt.log" 2>&1; then
             return 0
         fi
-        if grep -q "Unable to locate package\|has no installation candidate" "${TMPDIR:-/tmp}/ctrlic-slurm-apt.log"; then
+        if grep -q "Unable to locate package\|has no installation candidate" "$DIR/apt.log"; then
             apt-get update -qq >/dev/null 2>&1 || true
         fi
         sleep $((tries * 5))
     done
-    skip "apt-get install ${missing[*]} failed: $(tail -n 1 "${TMPDIR:-/tmp}/ctrlic-slurm-apt.log")"
+    skip "apt-get install ${missing[*]} failed: $(tail -n 1 "$DIR/apt.log")"
 }
 
 write_config() {  # one node with this machine's CPUs and memory (slurmd -C), jobs run as root
@@ -133,12 +133,12 @@ EOF
 
 start() {
     [[ $(id -u) == 0 ]] || skip "not root: slurmd must run as root to start jobs"
+    if [[ -z $DIR ]]; then DIR=$(mktemp -d /tmp/ctrlic-slurm.XXXXXX); fi
+    mkdir -p "$DIR/ctld" "$DIR/spool"
     install_packages
     for tool in munged mungekey slurmctld slurmd sinfo sbatch; do
         command -v "$tool" >/dev/null || skip "$tool not found after installing ${PACKAGES[*]}"
     done
-    if [[ -z $DIR ]]; then DIR=$(mktemp -d /tmp/ctrlic-slurm.XXXXXX); fi
-    mkdir -p "$DIR/ctld" "$DIR/spool"
     chmod 755 "$DIR"  # munged: the socket's folder must be reachable by every user
     export SLURM_CONF=$DIR/slurm.conf
     write_config
