@@ -28,7 +28,7 @@ demo: install  ## tiny Cheng2020-attn, then CALICE on a tiny STF: RD curves from
 	@echo "CALICE α sweep (one STF):  $(DEMO_DIR)/calice_stf/results.json  $(DEMO_DIR)/calice_stf/rd.png"
 
 test: install  ## the default test suite (fast, CPU)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 test-slow: install  ## the long tests: paper-size models
 	$(PY) -m pytest -q -m slow

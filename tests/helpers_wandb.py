@@ -58,3 +58,9 @@ def config_keys(path: Path) -> set[str]:
         if record.WhichOneof("record_type") == "config":
             keys.update(item.key or "/".join(item.nested_key) for item in record.config.update)
     return keys
+
+
+def history_rows(path: Path) -> list[dict]:
+    """Each logged history row as one dict (key: value), in order."""
+    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            for record in records(path) if record.WhichOneof("record_type") == "history"]

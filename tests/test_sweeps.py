@@ -81,6 +81,15 @@ def test_slurm_trainer_takes_ranks_from_slurm_and_the_launcher_follows_it(tmp_pa
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
+def test_slurm_launcher_asks_for_gpus_only_when_the_trainer_trains_on_them():
+    cpu = _compose("hydra/launcher=slurm").hydra.launcher
+    assert (cpu.gpus_per_node, cpu.tasks_per_node) == (None, 1)
+    gloo = _compose("hydra/launcher=slurm", "trainer=ddp", "trainer.accelerator=cpu").hydra.launcher
+    assert (gloo.gpus_per_node, gloo.tasks_per_node) == (None, 2)
+    gpus = _compose("hydra/launcher=slurm", "trainer=ddp").hydra.launcher  # accelerator=auto: GPUs on a GPU node
+    assert (gpus.gpus_per_node, gpus.tasks_per_node) == (2, 2)
+
+
 def test_bdrate_search_returns_the_sweeps_bd_rate():
     from ctrlic.callbacks.rd_sweep import RDSweep
     from ctrlic.tasks.train import rd_metrics

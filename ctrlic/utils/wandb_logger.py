@@ -29,3 +29,15 @@ def log_full_config(loggers: list, cfg: DictConfig) -> None:
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
+
+
+def finish_wandb_runs(loggers: list) -> None:
+    """Write out and close the W&B runs now: a requeue ends the job's processes, W&B's service process
+    among them, and what it had not yet written to the run file would be lost."""
+    import wandb
+
+    runs = [logger.experiment for logger in loggers if isinstance(logger, WandbLogger)]
+    for run in runs:
+        run.finish()
+    if runs:
+        wandb.teardown()  # and the connection to the service, which would fail at exit once it is gone
