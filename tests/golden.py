@@ -103,7 +103,7 @@ def build(case: Case):
     codec = build_codec(backbone, control)
     gen = torch.Generator().manual_seed(SEED + 1)
     with torch.no_grad():
-        for p in codec.control.attached_parameters(codec.backbone):
+        for p in codec.control.attached_parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * ATTACHED_STD)
     codec.prepare()
     return codec
