@@ -54,8 +54,6 @@ class ChannelAutoregressive(Backbone):
     max_support_slices: int
     #: downsampling from the image to z
     z_stride: int = 64
-    #: where means and scales are computed when coding: "native" or "cpu64" (see codecs/entropy/robust.py)
-    entropy_path: str = "native"
     #: the modules that map ẑ and decoded slices to means and scales (moved as a whole by cpu64)
     parameter_modules: tuple[str, ...] = ("h_mean_s", "h_scale_s", "cc_mean_transforms", "cc_scale_transforms",
                                           "lrp_transforms", "gaussian_conditional")
