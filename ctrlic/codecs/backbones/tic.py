@@ -23,6 +23,7 @@ from ctrlic.codecs.backbones.base import Backbone, fp32
 from ctrlic.codecs.backbones.cheng import Cheng2020Attn
 from ctrlic.codecs.backbones.stf import Mlp, SwinBlock
 from ctrlic.codecs.backbones.swin import relative_position_index, shifted_window_mask
+from ctrlic.codecs.entropy import bit_map
 
 #: side of the causal context window and how many of its raster-ordered taps precede the centre
 CONTEXT_WINDOW = 5
@@ -314,10 +315,12 @@ class TICHyperprior(Backbone):
         y = self.g_a(x)
         z = chain(self, "h_a", 4, y)
         z_string = self.entropy_bottleneck.compress(z)[0]
+        bit_map.record_bottleneck("z", self.entropy_bottleneck, z)  # bit-allocation map (no-op unless recording)
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
         scales, means = chain(self, "h_s", 4, z_hat).chunk(2, 1)
         indexes = self.gaussian_conditional.build_indexes(scales)
         y_string = self.gaussian_conditional.compress(y, indexes, means=means)[0]
+        bit_map.record_gaussian("y", self.gaussian_conditional, y, indexes, means)
         return [y_string, z_string]
 
     @torch.no_grad()
