@@ -19,6 +19,7 @@ from rich.progress import Progress
 
 from ctrlic.codecs.codec import Codec, pad_to_multiple
 from ctrlic.codecs.control.base import KnobError
+from ctrlic.evaluation.bd_metrics import bd_meta
 from ctrlic.evaluation.bdrate import bd_rate_against
 from ctrlic.evaluation.plot import plot_rd, plot_rd_panels, split_family
 from ctrlic.evaluation.references import find_reference_curve, load_reference_curves, reference_dir
@@ -265,6 +266,7 @@ def run_sweep(
             results = make_results(label, "ctrlic, real bitstreams (rANS)", means, meta)
             suffix = "" if n == 0 else f"_{set_name}"
             results["meta"]["bd_rate"] = _bd_rate(results, dataset, settings)
+            results["meta"].update(bd_meta(results, dataset, settings.bd_reference, settings.family))
             write_results(out_dir / f"results{suffix}.json", results)
             write_csv(out_dir / f"per_image{suffix}.csv", per_image)
             _plot(results, out_dir / f"rd{suffix}.png", dataset, settings, f"{label} on {set_name}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from ctrlic.errors import UserError
+from ctrlic.evaluation.bd_metrics import SUMMARY_COLUMNS, summary_columns
 from ctrlic.evaluation.plot import plot_rd
 from ctrlic.evaluation.references import load_reference_curves, reference_dir
 from ctrlic.evaluation.results import load_results
@@ -24,7 +25,7 @@ log = logging.getLogger("ctrlic")
 
 RESULTS, FINAL_METRICS = "results.json", "final_metrics.json"
 COLUMNS = ("job", "overrides", "name", "dataset", "points", "mean_bpp", "mean_quality", "bd_rate",
-           "bd_reference", "bd_reason", "loss", "global_step")
+           "bd_reference", "bd_reason", *SUMMARY_COLUMNS, "loss", "global_step")
 
 
 class SummaryError(UserError):
@@ -57,7 +58,7 @@ def _row(job: Path, label: str, metric: str, loss_key: str) -> tuple[dict, dict 
         row.update(name=results["name"], dataset=results.get("meta", {}).get("dataset"),
                    points=len(results["results"]["bpp"]), mean_bpp=_mean(results["results"]["bpp"]),
                    mean_quality=_mean(results["results"].get(metric, [])), bd_rate=bd.get("value"),
-                   bd_reference=bd.get("reference"), bd_reason=bd.get("reason"))
+                   bd_reference=bd.get("reference"), bd_reason=bd.get("reason"), **summary_columns(results))
     return {c: row.get(c) for c in COLUMNS}, results
 
 
