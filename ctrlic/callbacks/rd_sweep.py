@@ -8,8 +8,10 @@ from pathlib import Path
 import lightning as L
 
 from ctrlic.evaluation.lossless import report_lossless, run_lossless_sweep
+from ctrlic.evaluation.report import build_report
 from ctrlic.evaluation.sweep import SweepSettings, run_sweep
 from ctrlic.utils.rd_logging import log_rd
+from ctrlic.utils.report_logging import log_report
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,10 @@ class RDSweep(L.Callback):
         if codec.lossless:
             self.results = run_lossless_sweep(codec, trainer.datamodule.eval_dataloaders(), out_dir, self.settings)
             report_lossless(self.results, out_dir, trainer.loggers, step=trainer.global_step)
-            return
-        results = run_sweep(codec, trainer.datamodule.eval_dataloaders(), out_dir, self.settings)
-        self.results = results
-        report(results, out_dir, trainer.loggers, step=trainer.global_step)
+        else:
+            self.results = run_sweep(codec, trainer.datamodule.eval_dataloaders(), out_dir, self.settings)
+            report(self.results, out_dir, trainer.loggers, step=trainer.global_step)
+        log_report(trainer.loggers, build_report(codec, trainer.datamodule.eval_dataloaders(), out_dir, self.settings))
 
 
 def report(results: dict[str, dict], out_dir: Path, loggers, step: int = 0) -> None:

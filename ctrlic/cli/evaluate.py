@@ -9,6 +9,7 @@ from ctrlic.cli import console
 from ctrlic.cli.errors import CLIError
 from ctrlic.cli.models import open_model
 from ctrlic.datamodules.images import ImageDataModule
+from ctrlic.evaluation.report import build_report
 from ctrlic.evaluation.sweep import SweepSettings, run_sweep
 
 
@@ -24,7 +25,9 @@ def run(args: argparse.Namespace) -> None:
     settings = SweepSettings(max_points=args.max_points, save_bitstreams=args.keep_bitstreams,
                              extra_meta={"checkpoint": str(args.model)})
     results = run_sweep(codec, sets, args.out, settings)[name]
+    page = build_report(codec, sets, args.out, settings)
     curve = results["results"]
     for i, bpp in enumerate(curve["bpp"]):
         console.say(f"point {i}: {bpp:.4f} bpp, {curve['psnr-rgb'][i]:.2f} dB PSNR")
     console.say(f"results: {Path(args.out) / 'results.json'}")
+    console.say(f"report: {page}")

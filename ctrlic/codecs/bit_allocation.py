@@ -28,6 +28,7 @@ class BitAllocation:
     bits_outside: float  # bits the map puts on the padding beyond the image (right/bottom)
     streams: dict[str, float]  # bits per coded stream (y, z, x, indices_4, ...)
     cell: int  # side in pixels of the finest stream's cells (16 for y of the Gaussian backbones)
+    padded_size: tuple[int, int]  # (H, W) the backbone coded: the image padded to ``pad_multiple``
     payload_bits: int  # 8 × the bytes of all sections (no container header)
     side_bits: int  # 8 × the bytes of the control scheme's side-information sections
     overlays: dict[str, list[np.ndarray]] = field(default_factory=dict)
@@ -62,6 +63,7 @@ def bit_allocation(codec: Codec, x: Tensor, knobs: Mapping[str, float] | None = 
         bits_outside=float(full.sum() - full[:h, :w].sum()),
         streams=recorder.stream_bits(),
         cell=min(recorder.height // g.shape[0] for g in recorder.streams.values()),
+        padded_size=(recorder.height, recorder.width),
         payload_bits=8 * sum(len(s) for s in sections),
         side_bits=8 * sum(len(s) for s in sections[:n_side]),
         overlays=recorder.overlays,

@@ -51,6 +51,7 @@ class SweepSettings:
     family: str | None = None  # knob whose values make separate curves (one per β); points thinned per curve
     plot_metrics: list[str] | None = None  # panels of the family plot (None: metric + measured perceptual ones)
     metrics_device: str | None = None  # where LPIPS/DISTS/Inception run (None: CUDA if available; coding: CPU)
+    report: dict | None = None  # report.html: images, thumb_size, ... (evaluation.report_assets.ReportSettings)
     extra_meta: dict = field(default_factory=dict)
 
 

@@ -20,6 +20,7 @@ from ctrlic.evaluation.bd_metrics import SUMMARY_COLUMNS, summary_columns
 from ctrlic.evaluation.plot import plot_rd
 from ctrlic.evaluation.references import load_reference_curves, reference_dir
 from ctrlic.evaluation.results import load_results
+from ctrlic.evaluation.summary_report import write_summary_report
 
 log = logging.getLogger("ctrlic")
 
@@ -126,7 +127,8 @@ def summarize(root: str | Path, metric: str = "psnr-rgb", loss: str = "val/loss"
         plot = plot_rd(curves, root / "summary_rd.png", metric=metric,
                        references=_references(curves, metric, plot_references), title=f"{len(curves)} jobs")
     best, by = best_job(rows)
-    return {"rows": rows, "best": best, "by": by, "csv": root / "summary.csv", "markdown": root / "summary.md",
+    page = write_summary_report(root, rows, COLUMNS, best, by, plot)
+    return {"report": page, "rows": rows, "best": best, "by": by, "csv": root / "summary.csv", "markdown": root / "summary.md",
             "plot": plot}
 
 
@@ -139,7 +141,7 @@ def report(summary: dict) -> str:
         value = f"BD-rate {best['bd_rate']:+.2f} %" if by == "bd_rate" else f"loss {best['loss']:.5g}"
         line = f"best by {by}: job {best['job']} ({best['overrides']}), {value}"
     return summary["markdown"].read_text() + line + f"\ntable: {summary['csv']}" + (
-        f"\nRD plot: {summary['plot']}" if summary["plot"] else "")
+        f"\nRD plot: {summary['plot']}" if summary["plot"] else "") + f"\nreport: {summary['report']}"
 
 
 def summarize_task(cfg) -> dict:
