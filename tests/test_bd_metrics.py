@@ -59,4 +59,9 @@ def test_family_sweeps_compare_every_curve_with_the_first_and_the_summary_takes_
     row = summary_columns(results)
     assert row["bd_rate_lpips"] is None and row["bd_lpips"] is None and row["bd_ms-ssim-db"] is None
     assert bd_meta(results, None, "vtm")["bd"]["reason"] == "no reference curves for this evaluation set"
+    lpips = bd_meta(results, "kodak", "CALICE__CALICE-STF_mse", "beta",
+                    axis_references={"lpips": "CALICE__CALICE_RDP_beta_0.0_paper", "dists": "nope"})["bd"]["metrics"]
+    assert lpips["lpips"]["reference"] == "CALICE__CALICE_RDP_beta_0.0_paper"
+    assert "has no LPIPS" not in (lpips["lpips"]["reason"] or "")  # compared (a number, or why the curves do not)
+    assert lpips["dists"]["reference"] == "nope" and "no kodak reference curve named 'nope'" in lpips["dists"]["reason"]
     assert bd_meta(results, "kodak", None)["bd"]["reason"].startswith("no reference curve configured")

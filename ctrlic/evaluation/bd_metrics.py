@@ -58,24 +58,41 @@ def bd_all(test: dict, reference: dict, method: str = "akima") -> dict[str, dict
     return {axis: bd_entry(test, reference, axis, method) for axis in AXES if axis_values(test, axis) is not None}
 
 
+def _reference(dataset: str | None, name: str | None) -> tuple[dict | None, str | None]:
+    """A reference curve by name, or None and why not."""
+    if not name:
+        return None, "no reference curve configured (bd_reference)"
+    if dataset is None:
+        return None, "no reference curves for this evaluation set"
+    try:
+        return find_reference_curve(dataset, name), None
+    except ValueError as err:
+        return None, str(err)
+
+
 def bd_meta(results: dict, dataset: str | None, reference_name: str | None, family: str | None = None,
-            method: str = "akima") -> dict:
+            method: str = "akima", axis_references: dict[str, str] | None = None) -> dict:
     """``meta.bd`` (every axis against the configured reference curve, or why not) and, for a family
-    sweep, ``meta.bd_family``: every other curve against the first (e.g. β > 0 against β = 0)."""
+    sweep, ``meta.bd_family``: every other curve against the first (e.g. β > 0 against β = 0).
+
+    ``axis_references`` names another reference for some axes (e.g. a published LPIPS curve for
+    ``lpips`` when ``bd_reference`` reports PSNR only); those entries carry their ``reference``.
+    """
     curves = split_family(results, family) if family else [results]
     bd: dict = {"reference": reference_name, "method": method, "curve": curves[0]["name"], "metrics": {}}
-    reference = None
-    if not reference_name:
-        bd["reason"] = "no reference curve configured (bd_reference)"
-    elif dataset is None:
-        bd["reason"] = "no reference curves for this evaluation set"
-    else:
-        try:
-            reference = find_reference_curve(dataset, reference_name)
-        except ValueError as err:
-            bd["reason"] = str(err)
-    if reference is not None:
-        bd["metrics"] = bd_all(curves[0], reference, method)
+    default, reason = _reference(dataset, reference_name)
+    if reason:
+        bd["reason"] = reason
+    for axis in AXES:
+        if axis_values(curves[0], axis) is None:
+            continue
+        name = (axis_references or {}).get(axis)
+        reference, why = _reference(dataset, name) if name else (default, reason)
+        if name and reference is None:
+            bd["metrics"][axis] = {"label": AXES[axis][0], "reference": name, "bd_rate": None, "bd_quality": None,
+                                   "reason": why}
+        elif reference is not None:
+            bd["metrics"][axis] = {**bd_entry(curves[0], reference, axis, method), **({"reference": name} if name else {})}
     out = {"bd": bd}
     if family and len(curves) > 1:
         out["bd_family"] = {"reference_curve": curves[0]["name"], "method": method,

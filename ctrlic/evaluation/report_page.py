@@ -189,7 +189,7 @@ function bdTable(set) {
   if (legacy) out.append(el('p', {}, el('b', {text: 'BD-rate '}), `(${legacy.metric}, vs ${legacy.reference || '–'}): `,
     el('b', {text: legacy.value === null ? 'n/a' : fmt(legacy.value) + ' %'}), legacy.reason ? el('span', {class: 'muted', text: ` — ${legacy.reason}`}) : null));
   const rowsOf = metrics => Object.entries(metrics).map(([axis, e]) => el('tr', {},
-    el('td', {text: e.label + (e.unit ? ` (${e.unit})` : '')}), el('td', {text: e.bd_rate === null ? 'n/a' : fmt(e.bd_rate) + ' %'}),
+    el('td', {text: e.label + (e.unit ? ` (${e.unit})` : '') + (e.reference ? ` vs ${e.reference}` : '')}), el('td', {text: e.bd_rate === null ? 'n/a' : fmt(e.bd_rate) + ' %'}),
     el('td', {text: e.bd_quality === null ? 'n/a' : fmt(e.bd_quality) + (e.unit ? ' ' + e.unit : '')}),
     el('td', {text: e.higher_is_better ? 'higher' : 'lower'}), el('td', {class: 'reason', text: e.reason || ''})));
   const head = () => el('thead', {}, el('tr', {}, ...['quality', 'BD-rate', 'BD-quality', 'better', 'why no number'].map(h => el('th', {text: h}))));

@@ -40,6 +40,7 @@ class SweepSettings:
     max_points: int | None = None  # keep at most this many, evenly spread (smoke runs)
     metric: str = "psnr-rgb"
     bd_reference: str | None = None  # reference curve (file stem or name) for the BD-rate
+    bd_references: dict | None = None  # per quality axis another reference for meta.bd, e.g. {lpips: NAME}
     plot_references: list[str] | None = None  # curves drawn beside ours (None = all for the data set)
     reference_dataset: str | None = None  # None = guessed from the eval set's name
     save_bitstreams: bool = True
@@ -267,7 +268,8 @@ def run_sweep(
             results = make_results(label, "ctrlic, real bitstreams (rANS)", means, meta)
             suffix = "" if n == 0 else f"_{set_name}"
             results["meta"]["bd_rate"] = _bd_rate(results, dataset, settings)
-            results["meta"].update(bd_meta(results, dataset, settings.bd_reference, settings.family))
+            results["meta"].update(bd_meta(results, dataset, settings.bd_reference, settings.family,
+                                           axis_references=settings.bd_references))
             write_results(out_dir / f"results{suffix}.json", results)
             write_csv(out_dir / f"per_image{suffix}.csv", per_image)
             _plot(results, out_dir / f"rd{suffix}.png", dataset, settings, f"{label} on {set_name}")
