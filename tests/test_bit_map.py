@@ -106,3 +106,22 @@ def test_hooks_do_nothing_outside_a_recording():
         bit_map.record_cells("x", np.arange(4.0), np.ones((2, 2), dtype=bool))
     assert bit_map.active() is None
     assert recorder.bits_map().tolist()[0] == [0, 0, 0.25, 0.25]
+
+
+def test_wavefront_symbols_land_on_their_rows_and_columns():
+    """``record_rans`` with positions (the wavefront coders): symbol k of channel c goes to (rows[k], cols[k])."""
+
+    class Tables:  # one table over {0, 1}: P(0) = 3/4, P(1) = 1/4 (and a tiny escape slot)
+        _quantized_cdf = torch.tensor([[0, 49151, 65535, 65536]])
+        _cdf_length = torch.tensor([4])
+        _offset = torch.tensor([0])
+
+    rows, cols = torch.tensor([0, 1, 2]), torch.tensor([2, 0, 1])
+    symbols = torch.tensor([[1, 0, 0], [1, 1, 0]])  # (C=2, P=3)
+    with bit_map.recording(48, 48) as recorder:
+        bit_map.record_rans("y", Tables, symbols.flatten(), torch.zeros(6, dtype=torch.int32), (rows, cols), (3, 3))
+    grid = recorder.streams["y"]
+    one, zero = 16 - np.log2(65535 - 49151), 16 - np.log2(49151)
+    assert grid[0, 2] == pytest.approx(2 * one) and grid[1, 0] == pytest.approx(one + zero)
+    assert grid[2, 1] == pytest.approx(2 * zero) and grid.sum() == pytest.approx(3 * one + 3 * zero)
+    assert recorder.bits_map()[0:16, 32:48].sum() == pytest.approx(2 * one)  # 16×16 pixels per cell
