@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_DIR ?= outputs/demo
 DOCKER_IMAGE ?= ctrlic:latest
 
-.PHONY: help install demo test test-slow golden lint bench replicate docker clean
+.PHONY: help install browser demo test test-slow golden lint bench replicate docker clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -27,7 +27,11 @@ demo: install  ## tiny Cheng2020-attn, then CALICE on a tiny STF: RD curves from
 	@echo "fixed-rate Cheng2020-attn: $(DEMO_DIR)/cheng2020_attn/results.json  $(DEMO_DIR)/cheng2020_attn/rd.png"
 	@echo "CALICE α sweep (one STF):  $(DEMO_DIR)/calice_stf/results.json  $(DEMO_DIR)/calice_stf/rd.png"
 
-test: install  ## the default test suite (fast, CPU)
+browser:  ## headless Chromium for the report's browser test (Debian's package; needs root, skipped when present)
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+		|| echo "could not install chromium: tests/test_report.py's browser test will be skipped"
+
+test: install browser  ## the default test suite (fast, CPU)
 	$(PY) -m pytest -q -rs
 
 test-slow: install  ## the long tests: paper-size models

@@ -45,3 +45,11 @@ def smoke_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smoke_run")
     run_cli(*SMOKE, f"hydra.run.dir={out}")
     return out
+
+
+@pytest.fixture(scope="session")
+def calice_smoke_run(tmp_path_factory) -> Path:
+    """``experiment=calice_stf debug=smoke data=demo`` trained once: an α sweep with its report."""
+    out = tmp_path_factory.mktemp("calice_smoke_run")
+    run_cli("experiment=calice_stf", "debug=smoke", "data=demo", f"hydra.run.dir={out}")
+    return out

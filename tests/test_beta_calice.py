@@ -187,6 +187,14 @@ def test_smoke_run_sweeps_the_alpha_beta_grid_with_real_bitstreams(tmp_path):
     assert len(r["bpp"]) >= 4 and set(r["beta"]) == {0.0, 1.0}
     assert {"lpips", "dists", "psnr-rgb"} <= set(r)
     assert "too few for FID/KID" in meta["fid"]["reason"]
+    # BD-LPIPS and BD-DISTS beside BD-PSNR: against the reference (a number or why not) and β = 1 against β = 0
+    assert {"psnr-rgb", "ms-ssim-db", "lpips", "dists"} <= set(meta["bd"]["metrics"])
+    assert meta["bd"]["metrics"]["lpips"]["reference"] == "CALICE__CALICE_RDP_beta_0.0_paper"  # bd_references
+    (family,) = meta["bd_family"]["curves"].values()
+    assert meta["bd_family"]["reference_curve"].endswith("beta=0")
+    assert {"psnr-rgb", "ms-ssim-db", "lpips", "dists"} <= set(family)
+    for entry in [*family.values(), *meta["bd"]["metrics"].values()]:
+        assert (entry["bd_rate"] is not None and entry["bd_quality"] is not None) or entry["reason"]
     for point, bpp in enumerate(r["bpp"]):
         files = sorted((tmp_path / "bitstreams" / "kodak4" / f"point{point:02d}").glob("*.ctl"))
         assert len(files) == 2

@@ -13,6 +13,7 @@ from ctrlic.codecs.rate_search import search_target
 from ctrlic.lightning_modules.checkpoint import open_codec
 from tests.conftest import run_cli
 from tests.helpers_control_gic import kodak_image, tiny_codec, train_tiny
+from tests.helpers_report import check_report
 
 STEPS = 8
 
@@ -99,3 +100,6 @@ def test_smoke_experiment_writes_an_rd_curve_over_ratio_settings(tmp_path):
     codec = open_codec(tmp_path / "checkpoints" / "last.ckpt")
     stream = sorted((tmp_path / "bitstreams").rglob("*.ctl"))[0]
     assert codec.decompress(stream.read_bytes()).shape[:2] == (1, 3)  # the checkpoint decodes the run's files
+    points = check_report(tmp_path)["sets"][0]["images"][0]["points"]  # Huffman lengths + the grain mask
+    assert all((tmp_path / p["overlay"]).is_file() and sum(p["grains"].values()) > 0 for p in points)
+    assert points[0]["grains"] != points[-1]["grains"]  # the granularity row moves the mask

@@ -16,7 +16,7 @@ LAYERS = (
      "ctrlic.codecs.lossless", "ctrlic.codecs.checkpoint"),
     ("ctrlic.codecs.backbones",),
     ("ctrlic.codecs.control",),
-    ("ctrlic.codecs.codec", "ctrlic.codecs.rate_search"),
+    ("ctrlic.codecs.codec", "ctrlic.codecs.rate_search", "ctrlic.codecs.bit_allocation"),
     ("ctrlic.codecs.build",),
     ("ctrlic.datamodules",),
     ("ctrlic.evaluation",),

@@ -15,6 +15,7 @@ from ctrlic.evaluation.lossless import LosslessMismatchError, code_image
 from ctrlic.evaluation.settings import SweepSettings
 from tests.conftest import run_cli
 from tests.helpers_lossless import kodak_crop, tiny_callic
+from tests.helpers_report import check_report
 
 
 def test_sweep_writes_bpsp_classical_codecs_gain_and_plot(tmp_path):
@@ -55,3 +56,6 @@ def test_callic_run_loads_the_pretrained_mgcf_and_writes_bpsp_from_real_bitstrea
     assert saved["meta"]["weights_fingerprint"] == Codec(pretrained.eval(), name="mgcf").fingerprint.hex()
     assert saved["meta"]["bit_exact"] and saved["results"]["steps"] == [0.0, 2.0]
     assert len(saved["results"]["bpsp"]) == 2 and (tmp_path / "run" / "bpsp.png").exists()
+    points = check_report(tmp_path / "run")["sets"][0]["images"][0]["points"]
+    assert points[0]["side_bits"] == 0 < points[1]["side_bits"]  # T = 2 sends the adapted weights
+    assert all(p["patch_size"] == 16 and (tmp_path / "run" / p["patch_map"]).is_file() for p in points)

@@ -21,6 +21,7 @@ from ctrlic.lightning_modules.prompt import (
 from ctrlic.tasks.assemble import AssembleError, assemble_prompt_sets
 from tests.conftest import run_cli
 from tests.helpers_lpm import backbone_config, control_config, randomize_prompts, tiny_lpm_codec
+from tests.helpers_report import check_report
 from tests.test_backbone_stf import smooth_images
 
 PAPER = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)  # knob values 0..5; λ₀ = 0.0067 at 2
@@ -93,6 +94,8 @@ def test_smoke_run_gives_one_point_per_prompt_set_and_the_anchor(smoke):
         assert bpp == pytest.approx(results["results"]["bpp"][point])
     checkpoint = torch.load(smoke / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["ctrlic"]["trained_prompt_sets"] == [0, 2]
+    images = check_report(smoke)["sets"][0]["images"]  # TIC-hyperprior's maps, one per prompt set
+    assert [p["knobs"] for p in images[0]["points"]] == [{"prompt": float(k)} for k in range(3)]
 
 
 def split_checkpoint(smoke, tmp_path):

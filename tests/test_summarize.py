@@ -38,6 +38,10 @@ def test_summary_table_plot_and_best_by_bd_rate(tmp_path):
     markdown = (tmp_path / "summary.md").read_text().splitlines()
     assert len(markdown) == 2 + 3 and "| 1 | control.rank=8 |" in markdown[3]
     assert Image.open(tmp_path / "summary_rd.png").size[0] > 300
+    assert {"bd_rate_lpips", "bd_lpips", "bd_rate_dists", "bd_dists", "bd_rate_ms-ssim-db"} <= set(rows[0])
+    page = (tmp_path / "report.html").read_text()  # the multirun page: the table, the plot, links to the jobs
+    assert summary["report"] == tmp_path / "report.html" and "report_assets/summary_rd.png" in page
+    assert '"rows": [{"job": "0"' in page and (tmp_path / "report_assets" / "summary_rd.png").is_file()
 
 
 def test_best_by_loss_when_no_job_has_a_bd_rate(tmp_path):

@@ -6,7 +6,7 @@ import json
 
 from ctrlic.utils.wandb_logger import run_id_for
 from tests.conftest import run_cli
-from tests.helpers_wandb import config_keys, history, run_info
+from tests.helpers_wandb import config_keys, history, records, run_info
 
 
 def test_offline_wandb_run_holds_metrics_rd_table_samples_and_config(tmp_path):
@@ -34,3 +34,16 @@ def test_offline_wandb_run_holds_metrics_rd_table_samples_and_config(tmp_path):
     captions = logged["samples/kodim01/captions"][0]
     assert [c.split(":")[0] for c in captions] == ["alpha=1", "alpha=0.45", "alpha=0"]
     assert {"backbone", "control", "module", "data", "trainer", "seed"} <= config_keys(run_file)
+
+    # the run report: the page (pictures inlined) and the slider pictures, one column per knob value
+    page = (run_dir / "files" / logged["report/html/path"][0]).read_text()
+    assert 'id="report-data"' in page and "data:image/webp;base64," in page and "report_assets/kodak4" not in page
+    slider = json.loads((run_dir / "files" / logged["report/kodak4/knob_slider/path"][0]).read_text())
+    assert slider["columns"] == ["image", "view", "original", "alpha=1", "alpha=0.45", "alpha=0"]
+    assert [row[:2] for row in slider["data"]] == [["kodim01", "decoded"], ["kodim01", "bits"]]
+    assert all(cell == "Image" for row in slider["data"] for cell in row[2:])  # the run file's preview
+    (table,) = [r.artifact for r in records(run_file) if r.WhichOneof("record_type") == "artifact"
+                and any(c.path.endswith("knob_slider.table.json") for c in r.artifact.manifest.contents)]
+    pictures = [c.path for c in table.manifest.contents if c.path.startswith("media/images/")]
+    assert sum(p.endswith(".webp") for p in pictures) == 1 + 3  # the original and the decoded pictures
+    assert sum(p.endswith("_bits.png") for p in pictures) == 3  # a bit map per knob value

@@ -10,6 +10,7 @@ from ctrlic.cli.errors import CLIError
 from ctrlic.cli.models import open_model
 from ctrlic.datamodules.eval_images import EvalImages, image_folder, readable
 from ctrlic.evaluation.evaluate import evaluate
+from ctrlic.evaluation.report import REPORT
 from ctrlic.evaluation.settings import SweepSettings
 
 
@@ -37,4 +38,6 @@ def run(args: argparse.Namespace) -> None:
         extra = "" if codec.lossless else f", {curve['psnr-rgb'][i]:.2f} dB PSNR"
         console.say(f"point {i}: {rate:.4f} {quality}{extra}")
     console.say(f"results: {Path(args.out) / 'results.json'}")
+    if (Path(args.out) / REPORT).is_file():
+        console.say(f"report: {Path(args.out) / REPORT}")
 

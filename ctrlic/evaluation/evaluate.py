@@ -2,7 +2,8 @@
 
 Used by the end-of-training callback, ``task=eval`` and ``ctrlic eval``. Lossy codecs get an RD sweep
 (``lossy``), lossless ones a bpsp sweep beside the classical codecs (``lossless``); either way each set
-writes ``results[_<set>].json``, ``per_image[_<set>].csv`` and a plot, and goes to the loggers.
+writes ``results[_<set>].json``, ``per_image[_<set>].csv`` and a plot, and goes to the loggers; then
+``report.html`` shows them all (``report``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from rich.progress import Progress
 from ctrlic.codecs.codec import Codec
 from ctrlic.evaluation import lossless, lossy
 from ctrlic.evaluation.files import set_file, write_csv
-from ctrlic.evaluation.loggers import log_results
+from ctrlic.evaluation.loggers import log_report, log_results
+from ctrlic.evaluation.report import build_report
 from ctrlic.evaluation.results import write_results
 from ctrlic.evaluation.settings import SweepSettings, sweep_points
 
@@ -51,4 +53,5 @@ def evaluate(codec: Codec, sets: Mapping[str, Sequence[Mapping]], out_dir: str |
             log.info("%s on %s (%s): %s", kind.SWEEP, set_name, codec.name, kind.describe(results))
             log.info("results: %s, plot: %s", path, plot)
             outputs[set_name] = results
+    log_report(loggers, build_report(codec, sets, out_dir, settings))
     return outputs

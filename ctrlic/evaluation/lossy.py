@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ctrlic.codecs.codec import Codec, pad_to_multiple
+from ctrlic.evaluation.bd_metrics import bd_meta
 from ctrlic.evaluation.bdrate import bd_rate_against
 from ctrlic.evaluation.files import bitstream_file, code_through_file, unpack_item
 from ctrlic.evaluation.plot import plot_rd, plot_rd_panels, split_family
@@ -159,6 +160,8 @@ def evaluate_set(codec: Codec, images: Sequence[Mapping], points: list[dict], ou
     }
     results = make_results(settings.label or codec.name, "ctrlic, real bitstreams (rANS)", means, meta)
     results["meta"]["bd_rate"] = _bd_rate(results, dataset, settings)
+    results["meta"].update(bd_meta(results, dataset, settings.bd_reference, settings.family,
+                                   axis_references=settings.bd_references))
     return results, per_image
 
 

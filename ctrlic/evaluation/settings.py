@@ -16,6 +16,7 @@ class SweepSettings:
     max_points: int | None = None  # keep at most this many, evenly spread (smoke runs)
     metric: str = "psnr-rgb"
     bd_reference: str | None = None  # reference curve (file stem or name) for the BD-rate
+    bd_references: dict | None = None  # per quality axis another reference for meta.bd, e.g. {lpips: NAME}
     plot_references: list[str] | None = None  # curves drawn beside ours (None = all for the data set)
     reference_dataset: str | None = None  # None = guessed from the eval set's name
     save_bitstreams: bool = True
@@ -27,6 +28,7 @@ class SweepSettings:
     family: str | None = None  # knob whose values make separate curves (one per β); points thinned per curve
     plot_metrics: list[str] | None = None  # panels of the family plot (None: metric + measured perceptual ones)
     metrics_device: str | None = None  # where LPIPS/DISTS/Inception run (None: CUDA if available; coding: CPU)
+    report: dict | None = None  # report.html: images, thumb_size, ... (evaluation.report_assets.ReportSettings)
     extra_meta: dict = field(default_factory=dict)
 
 

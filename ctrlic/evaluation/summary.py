@@ -16,15 +16,17 @@ from pathlib import Path
 import yaml
 
 from ctrlic.errors import UserError
+from ctrlic.evaluation.bd_metrics import SUMMARY_COLUMNS, summary_columns
 from ctrlic.evaluation.plot import plot_rd
 from ctrlic.evaluation.references import load_reference_curves, reference_dir
 from ctrlic.evaluation.results import load_results
+from ctrlic.evaluation.summary_report import write_summary_report
 
 log = logging.getLogger("ctrlic")
 
 RESULTS, FINAL_METRICS = "results.json", "final_metrics.json"
 COLUMNS = ("job", "overrides", "name", "dataset", "points", "mean_bpp", "mean_quality", "bd_rate",
-           "bd_reference", "bd_reason", "loss", "global_step")
+           "bd_reference", "bd_reason", *SUMMARY_COLUMNS, "loss", "global_step")
 
 
 class SummaryError(UserError):
@@ -57,7 +59,7 @@ def _row(job: Path, label: str, metric: str, loss_key: str) -> tuple[dict, dict 
         row.update(name=results["name"], dataset=results.get("meta", {}).get("dataset"),
                    points=len(results["results"]["bpp"]), mean_bpp=_mean(results["results"]["bpp"]),
                    mean_quality=_mean(results["results"].get(metric, [])), bd_rate=bd.get("value"),
-                   bd_reference=bd.get("reference"), bd_reason=bd.get("reason"))
+                   bd_reference=bd.get("reference"), bd_reason=bd.get("reason"), **summary_columns(results))
     return {c: row.get(c) for c in COLUMNS}, results
 
 
@@ -125,8 +127,9 @@ def summarize(root: str | Path, metric: str = "psnr-rgb", loss: str = "val/loss"
         plot = plot_rd(curves, root / "summary_rd.png", metric=metric,
                        references=_references(curves, metric, plot_references), title=f"{len(curves)} jobs")
     best, by = best_job(rows)
-    return {"rows": rows, "best": best, "by": by, "csv": root / "summary.csv", "markdown": root / "summary.md",
-            "plot": plot}
+    page = write_summary_report(root, rows, COLUMNS, best, by, plot)
+    return {"report": page, "rows": rows, "best": best, "by": by, "csv": root / "summary.csv",
+            "markdown": root / "summary.md", "plot": plot}
 
 
 def summary_text(summary: dict) -> str:
@@ -138,4 +141,4 @@ def summary_text(summary: dict) -> str:
         value = f"BD-rate {best['bd_rate']:+.2f} %" if by == "bd_rate" else f"loss {best['loss']:.5g}"
         line = f"best by {by}: job {best['job']} ({best['overrides']}), {value}"
     return summary["markdown"].read_text() + line + f"\ntable: {summary['csv']}" + (
-        f"\nRD plot: {summary['plot']}" if summary["plot"] else "")
+        f"\nRD plot: {summary['plot']}" if summary["plot"] else "") + f"\nreport: {summary['report']}"

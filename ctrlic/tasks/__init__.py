@@ -1,4 +1,4 @@
-"""The tasks ``run.py`` dispatches to: train, eval, info, export, summarize, assemble."""
+"""The tasks ``run.py`` dispatches to: train, eval, info, export, summarize, assemble, report."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from ctrlic.errors import user_error
 
-TASKS = ("train", "eval", "info", "export", "summarize", "assemble")
+TASKS = ("train", "eval", "info", "export", "summarize", "assemble", "report")
 REPO_DIR = Path(__file__).resolve().parents[2]
 
 log = logging.getLogger("ctrlic")
@@ -22,6 +22,7 @@ def run(cfg: DictConfig):
     from ctrlic.tasks.evaluate import eval_task
     from ctrlic.tasks.export import export
     from ctrlic.tasks.info import info
+    from ctrlic.tasks.report import report
     from ctrlic.tasks.summarize import summarize_task
     from ctrlic.tasks.train import train
 
@@ -39,6 +40,8 @@ def run(cfg: DictConfig):
             return summarize_task(cfg)
         if cfg.task == "assemble":
             return assemble(cfg, run_dir)
+        if cfg.task == "report":
+            return report(cfg)
     except Exception as err:
         cause = user_error(err)
         if cause is None:

@@ -18,6 +18,7 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from ctrlic.codecs.backbones.base import Backbone, fp32
+from ctrlic.codecs.entropy import bit_map
 from ctrlic.codecs.entropy.robust import parameter_space
 
 #: (slice index, mean, scale) -> the quantised slice before the latent residual prediction
@@ -127,6 +128,7 @@ class ChannelAutoregressive(Backbone):
             table = gc.scale_table
             y, z = y.float(), z.float()
             z_string = self.entropy_bottleneck.compress(z)[0]
+            bit_map.record_bottleneck("z", self.entropy_bottleneck, z)  # bit-allocation map (no-op unless recording)
             z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:]).to(table.device, table.dtype)
             y_slices = y.to(table.device, table.dtype).chunk(self.num_slices, dim=1)
 
@@ -134,6 +136,7 @@ class ChannelAutoregressive(Backbone):
                 q = gc.quantize(y_slices[i], "symbols", mu)
                 symbols.append(q.flatten())
                 indexes.append(gc.build_indexes(scale).flatten())
+                bit_map.record_rans("y", gc, q, indexes[-1].view_as(q))
                 return gc.dequantize(q, mu)
 
             self._slices(z_hat, code)

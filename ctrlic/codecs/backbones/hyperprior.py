@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ctrlic.codecs.backbones.base import Backbone, fp32
+from ctrlic.codecs.entropy import bit_map
 
 
 class MeanScaleCoder(Backbone):
@@ -32,10 +33,12 @@ class MeanScaleCoder(Backbone):
         y = self.g_a(x)
         z = self.h_a(y)
         z_string = self.entropy_bottleneck.compress(z)[0]
+        bit_map.record_bottleneck("z", self.entropy_bottleneck, z)  # bit-allocation map (no-op unless recording)
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
         scales, means = self.h_s(z_hat).chunk(2, 1)
         indexes = self.gaussian_conditional.build_indexes(scales)
         y_string = self.gaussian_conditional.compress(y, indexes, means=means)[0]
+        bit_map.record_gaussian("y", self.gaussian_conditional, y, indexes, means)
         return [y_string, z_string]
 
     @torch.no_grad()

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ctrlic.codecs.backbones.base import Backbone
 from ctrlic.codecs.bitstream import BitstreamError
+from ctrlic.codecs.entropy import bit_map
 from ctrlic.codecs.lossless import mixture, scan
 from ctrlic.codecs.lossless.cci import CachedScan, single_thread
 from ctrlic.codecs.lossless.coder import Decoder, Encoder
@@ -154,6 +155,9 @@ class MGCF(Backbone):
             for c in range(3):
                 freq = mixture.integer_pmf(mixture.channel_pmf(p, c, symbols[:, :c], self.mixtures), self.precision)
                 coder.encode(symbols[:, c], freq)
+                # bit-allocation map (no-op unless recording)
+                bit_map.record_patches("x", freq, symbols[:, c], self.precision, keep, rows, cols, self.patch_size,
+                                       (height, width))
             state.write(step, torch.from_numpy(np.where(keep[..., None], pixels[:, rows, cols], -1)))
         return [coder.finish()]
 

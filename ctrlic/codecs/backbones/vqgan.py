@@ -37,6 +37,7 @@ from ctrlic.codecs.backbones.vqgan_blocks import (
     upsample_mask,
 )
 from ctrlic.codecs.bitstream import BitstreamError
+from ctrlic.codecs.entropy import bit_map
 from ctrlic.codecs.huffman import HuffmanCode, decode_mask, encode_mask
 from ctrlic.errors import UserError
 
@@ -271,10 +272,15 @@ class VQGAN(Backbone):
         covered = np.kron(mask_c, np.ones((2, 2), dtype=bool))
         streams = [encode_mask(mask_c, np.ones_like(mask_c), self.mask_coding),
                    encode_mask(mask_m, ~covered, self.mask_coding)]
+        # bit-allocation map (no-op unless recording): mask sections spread over their cells, code lengths
+        bit_map.record_spread("mask_coarse", 8 * len(streams[0]), np.ones_like(mask_c))
+        bit_map.record_spread("mask_medium", 8 * len(streams[1]), ~covered)
+        bit_map.record_overlay("granularity", [m[0, 0].cpu().numpy() for m in masks])
         indices = indices.cpu()
         for grain, factor in zip(masks, (4, 2, 1), strict=True):
             tokens = indices[:, ::factor, ::factor][grain[:, 0].cpu()]
             streams.append(self.huffman.encode(tokens.numpy()))
+            bit_map.record_cells(f"indices_{factor}", self.huffman.lengths[tokens.numpy()], grain[0, 0].cpu().numpy())
         return streams
 
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:

@@ -17,6 +17,7 @@ from compressai.ans import RansDecoder, RansEncoder
 from torch import Tensor
 
 from ctrlic.codecs.backbones.base import Backbone, fp32
+from ctrlic.codecs.entropy import bit_map
 from ctrlic.codecs.entropy.robust import coding_tensor, parameter_space
 
 KERNEL = 5
@@ -65,6 +66,7 @@ class WavefrontCoder(Backbone):
         y = self.g_a(x)
         z = self.h_a(y)
         z_string = self.entropy_bottleneck.compress(z)[0]
+        bit_map.record_bottleneck("z", self.entropy_bottleneck, z)  # bit-allocation map (no-op unless recording)
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
         with parameter_space(self):
             return self._encode_y(coding_tensor(self, y[0]), self._hyper(coding_tensor(self, z_hat))) + [z_string]
@@ -81,6 +83,7 @@ class WavefrontCoder(Backbone):
             y_hat[:, rows + PAD, cols + PAD] = y_q + means
             symbols.append(y_q.int().flatten())
             indexes.append(self.gaussian_conditional.build_indexes(scales).flatten())
+            bit_map.record_rans("y", self.gaussian_conditional, symbols[-1], indexes[-1], (rows, cols), (height, width))
         gc = self.gaussian_conditional
         y_string = RansEncoder().encode_with_indexes(
             torch.cat(symbols).tolist(),

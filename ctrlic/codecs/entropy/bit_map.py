@@ -1,0 +1,188 @@
+"""Bit-allocation maps: where in the image a backbone's ``encode`` spends its bits.
+
+Backbones call the ``record_*`` hooks from inside ``encode`` with exactly what they hand to the entropy
+coder (symbols, CDF indexes, tables, Huffman code lengths). Each hook turns that into the ideal code
+length of every symbol — −log₂ p under the coder's own quantized tables, escapes included — and adds
+it at the symbol's position. Outside a :func:`recording` block the hooks return at once, so coding is
+unchanged; the recorder lives in a context variable, not on the backbone (copies of a model record too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: CompressAI's rANS: probabilities in 1/2**16; out-of-table values escape to raw 4-bit bypass groups
+RANS_PRECISION = 16
+BYPASS_PRECISION = 4
+MAX_BYPASS = (1 << BYPASS_PRECISION) - 1
+
+
+class BitRecorder:
+    """Bits per cell of every coded stream, on that stream's own grid over the padded image.
+
+    A stream's grid (h, w) covers the ``height`` × ``width`` image with cells of (height/h) × (width/w)
+    pixels; ``bits_map`` spreads each cell's bits evenly over its pixels and sums the streams.
+    """
+
+    def __init__(self, height: int, width: int) -> None:
+        self.height, self.width = height, width
+        self.streams: dict[str, np.ndarray] = {}
+        self.overlays: dict[str, list[np.ndarray]] = {}
+        self.notes: dict[str, float] = {}
+
+    def grid(self, stream: str, shape: Sequence[int]) -> np.ndarray:
+        """The (h, w) float64 accumulator of ``stream`` (created on first use)."""
+        shape = (int(shape[0]), int(shape[1]))
+        if stream not in self.streams:
+            if self.height % shape[0] or self.width % shape[1]:
+                raise ValueError(f"stream {stream!r}: a {shape[0]}x{shape[1]} grid does not tile the "
+                                 f"{self.height}x{self.width} image")
+            self.streams[stream] = np.zeros(shape)
+        grid = self.streams[stream]
+        if grid.shape != shape:
+            raise ValueError(f"stream {stream!r} was recorded on a {grid.shape} grid, now on {shape}")
+        return grid
+
+    def total_bits(self) -> float:
+        return float(sum(g.sum() for g in self.streams.values()))
+
+    def stream_bits(self) -> dict[str, float]:
+        return {name: float(g.sum()) for name, g in self.streams.items()}
+
+    def bits_map(self) -> np.ndarray:
+        """(height, width) bits per pixel, all streams; its sum is ``total_bits``."""
+        out = np.zeros((self.height, self.width))
+        for grid in self.streams.values():
+            sh, sw = self.height // grid.shape[0], self.width // grid.shape[1]
+            out += np.kron(grid / (sh * sw), np.ones((sh, sw)))
+        return out
+
+
+_ACTIVE: ContextVar[BitRecorder | None] = ContextVar("ctrlic_bit_recorder", default=None)
+
+
+@contextlib.contextmanager
+def recording(height: int, width: int) -> Iterator[BitRecorder]:
+    """Record the bits of every ``encode`` inside the block, for a padded image of this size."""
+    recorder = BitRecorder(height, width)
+    token = _ACTIVE.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active() -> BitRecorder | None:
+    return _ACTIVE.get()
+
+
+# -- code lengths -----------------------------------------------------------------------------------
+
+
+def rans_bits(symbols: Tensor, indexes: Tensor, cdf: Tensor, cdf_length: Tensor, offset: Tensor) -> Tensor:
+    """Code length (bits, float64) of each symbol under CompressAI's rANS with these quantized CDFs.
+
+    Mirrors ``rans_interface.cpp``: a value outside [0, cdf_length − 2) codes the table's last symbol,
+    then the count of 4-bit bypass groups (in 4-bit groups itself) and the groups.
+    """
+    idx = indexes.reshape(-1).long().cpu()
+    cdf, cdf_length, offset = cdf.long().cpu(), cdf_length.long().cpu(), offset.long().cpu()
+    max_value = cdf_length[idx] - 2
+    value = symbols.reshape(-1).long().cpu() - offset[idx]
+    raw = torch.where(value < 0, -2 * value - 1, 2 * (value - max_value))
+    escape = (value < 0) | (value >= max_value)
+    value = torch.where(escape, max_value, value)
+    freq = cdf[idx, value + 1] - cdf[idx, value]
+    bits = RANS_PRECISION - torch.log2(freq.double())
+    raw = torch.where(escape, raw, torch.zeros_like(raw))
+    groups = torch.where(raw > 0, torch.floor(torch.log2(raw.clamp_min(1).double())).long() // BYPASS_PRECISION + 1,
+                         torch.zeros_like(raw))
+    bypass = groups // MAX_BYPASS + 1 + groups
+    return (bits + escape.double() * BYPASS_PRECISION * bypass.double()).reshape(symbols.shape)
+
+
+def _tables(model) -> tuple[Tensor, Tensor, Tensor]:
+    """The quantized CDF tables a CompressAI entropy model codes with."""
+    return model._quantized_cdf, model._cdf_length, model._offset
+
+
+# -- hooks the backbones call from ``encode`` ---------------------------------------------------------
+
+
+def record_rans(stream: str, model, symbols: Tensor, indexes: Tensor,
+                at: tuple[Tensor, Tensor] | None = None, grid: Sequence[int] | None = None) -> None:
+    """Symbols coded with ``model``'s tables: (1, C, h, w) on an h×w grid, or C×P (flat or not) at
+    positions ``at`` = (rows, cols) of ``grid``."""
+    recorder = _ACTIVE.get()
+    if recorder is None:
+        return
+    bits = rans_bits(symbols, indexes, *_tables(model))
+    if at is None:
+        recorder.grid(stream, bits.shape[-2:])[...] += bits.reshape(-1, *bits.shape[-2:]).sum(0).numpy()
+        return
+    rows, cols = (t.reshape(-1).long().cpu().numpy() for t in at)
+    np.add.at(recorder.grid(stream, grid), (rows, cols), bits.reshape(-1, len(rows)).sum(0).numpy())
+
+
+def record_bottleneck(stream: str, bottleneck, z: Tensor) -> None:
+    """What ``EntropyBottleneck.compress(z)`` codes: round(z − median) under each channel's table."""
+    if _ACTIVE.get() is None:
+        return
+    medians = bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
+    symbols = bottleneck.quantize(z, "symbols", medians)
+    record_rans(stream, bottleneck, symbols, bottleneck._build_indexes(z.size()))
+
+
+def record_gaussian(stream: str, conditional, y: Tensor, indexes: Tensor, means: Tensor | None = None) -> None:
+    """What ``GaussianConditional.compress(y, indexes, means)`` codes."""
+    if _ACTIVE.get() is None:
+        return
+    record_rans(stream, conditional, conditional.quantize(y, "symbols", means), indexes)
+
+
+def record_cells(stream: str, bits: np.ndarray, mask: np.ndarray) -> None:
+    """Bits of the symbols coded at the true cells of ``mask`` (row-major order), on the mask's grid."""
+    recorder = _ACTIVE.get()
+    if recorder is None:
+        return
+    mask = np.asarray(mask, dtype=bool)
+    recorder.grid(stream, mask.shape)[mask] += np.asarray(bits, dtype=np.float64)
+
+
+def record_spread(stream: str, bits: float, cells: np.ndarray) -> None:
+    """A section's ``bits`` spread evenly over the true cells of ``cells`` (all cells when none is true)."""
+    recorder = _ACTIVE.get()
+    if recorder is None:
+        return
+    cells = np.asarray(cells, dtype=bool)
+    where = cells if cells.any() else np.ones_like(cells)
+    recorder.grid(stream, cells.shape)[where] += bits / where.sum()
+
+
+def record_patches(stream: str, freq: np.ndarray, symbols: np.ndarray, precision: int, keep: np.ndarray,
+                   rows: Tensor, cols: Tensor, patch: int, size: Sequence[int]) -> None:
+    """Sub-pixels coded under integer tables ``freq`` (M, S) summing to 2**precision, one per true entry
+    of ``keep`` (N patches × G positions (rows, cols) of the step), patches in raster order over ``size``."""
+    recorder = _ACTIVE.get()
+    if recorder is None:
+        return
+    bits = precision - np.log2(freq[np.arange(len(symbols)), symbols].astype(np.float64))
+    n, g = np.nonzero(keep)
+    per_row = -(-int(size[1]) // patch)
+    r = (n // per_row) * patch + np.asarray(rows)[g]
+    c = (n % per_row) * patch + np.asarray(cols)[g]
+    np.add.at(recorder.grid(stream, size), (r, c), bits)
+    recorder.notes["patch_size"] = patch
+
+
+def record_overlay(name: str, layers: Sequence[np.ndarray]) -> None:
+    """Masks drawn over the map (e.g. Control-GIC's coarse / medium / fine grains)."""
+    recorder = _ACTIVE.get()
+    if recorder is not None:
+        recorder.overlays[name] = [np.asarray(layer, dtype=bool).copy() for layer in layers]
