@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from PIL import Image
 
+from ctrlic.datamodules.image_io import to_uint8
 from ctrlic.evaluation.settings import select_points
 
 log = logging.getLogger(__name__)
@@ -18,10 +19,6 @@ log = logging.getLogger(__name__)
 
 def _label(knobs: dict[str, float]) -> str:
     return ",".join(f"{k}={v:g}" for k, v in knobs.items()) or "fixed"
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return (x[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 class SampleReconstructions(L.Callback):
@@ -59,10 +56,10 @@ class SampleReconstructions(L.Callback):
             with torch.no_grad():
                 for knobs in points:
                     data = codec.compress(x, knobs)
-                    decoded.append(_to_uint8(codec.decompress(data)))
+                    decoded.append(to_uint8(codec.decompress(data)))
                     captions.append(f"{_label(knobs)}: {8 * len(data) / (x.shape[-2] * x.shape[-1]):.3f} bpp")
             path = out_dir / f"{name}.png"
-            Image.fromarray(np.concatenate([_to_uint8(x), *decoded], axis=1)).save(path)
+            Image.fromarray(np.concatenate([to_uint8(x), *decoded], axis=1)).save(path)
             self.written.append(path)
             _log_images(image_loggers, f"samples/{name}", decoded, captions, trainer.global_step)
         log.info("sample reconstructions at %s: %s", ", ".join(_label(p) for p in points), out_dir)

@@ -126,6 +126,12 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(255.0)
 
 
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """A (1, 3, H, W) or (3, H, W) image in [0, 1] as an HxWx3 uint8 array (clamped, rounded)."""
+    x = x.detach().float().cpu()
+    return torch.round((x[0] if x.dim() == 4 else x).clamp(0, 1) * 255).byte().permute(1, 2, 0).contiguous().numpy()
+
+
 def save_png(image: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:
     """Write an 8-bit RGB PNG (creating parent folders) and return its path.
 

@@ -12,6 +12,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ctrlic.codecs.codec import Codec
+from ctrlic.datamodules.image_io import to_uint8
 from ctrlic.evaluation.classical import LOSSLESS_CODECS, lossless_bpsp, versions
 from ctrlic.evaluation.files import bitstream_file, code_through_file, unpack_item
 from ctrlic.evaluation.results import make_results
@@ -24,11 +25,6 @@ SWEEP = "lossless sweep"
 
 class LosslessMismatchError(ValueError):
     """A decoded image differs from the input: the codec is not bit-exact on this machine."""
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [0, 1] → (H, W, 3) uint8."""
-    return torch.round(x[0].clamp(0, 1) * 255).byte().permute(1, 2, 0).contiguous().numpy()
 
 
 def code_image(codec: Codec, x: torch.Tensor, knobs: Mapping, path: Path, keep: bool) -> dict[str, float]:

@@ -24,7 +24,9 @@ from PIL import Image
 
 from ctrlic.codecs.bit_allocation import BitAllocation, BitMapUnavailable, bit_allocation
 from ctrlic.codecs.codec import Codec
+from ctrlic.datamodules.image_io import to_uint8
 from ctrlic.errors import UserError
+from ctrlic.evaluation.files import unpack_item
 from ctrlic.evaluation.results import load_results
 
 log = logging.getLogger("ctrlic")
@@ -67,11 +69,6 @@ def report_settings(value: ReportSettings | Mapping | None) -> ReportSettings:
     if isinstance(value, ReportSettings):
         return value
     return ReportSettings(**dict(value or {}))
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [0, 1] → (H, W, 3) uint8."""
-    return torch.round(x[0].detach().float().cpu().clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
 
 
 def _save_picture(img: np.ndarray, folder: Path, stem: str, settings: ReportSettings) -> dict[str, str | None]:
@@ -134,9 +131,9 @@ def _chosen(images: Iterable[Mapping], settings: ReportSettings) -> list[tuple[s
     wanted = {n for n in settings.names or []}
     out = []
     for item in images:
-        name = item["name"][0] if isinstance(item["name"], list | tuple) else item["name"]
+        x, name = unpack_item(item)
         if (not wanted and len(out) < settings.images) or name in wanted or Path(name).stem in wanted:
-            out.append((name, item["x"][:1].cpu()))
+            out.append((name, x.cpu()))
         if not wanted and len(out) >= settings.images:
             break
     return out
