@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"--data '{args.data}' is not a folder of images")
     if args.max_points is not None and args.max_points < 1:
         raise CLIError("--max-points must be at least 1")
-    codec = open_model(args.model)
+    codec = open_model(args.model, trust_pickle=args.trust_pickle)
     name = data.resolve().name or "images"
     sets = ImageDataModule(eval_sets={name: data}, batch_size=1, eval_crop=args.crop).eval_dataloaders()
     settings = SweepSettings(max_points=args.max_points, save_bitstreams=args.keep_bitstreams,

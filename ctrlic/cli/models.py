@@ -58,8 +58,11 @@ def lookup(fingerprint: bytes) -> Path | None:
     return Path(found) if found and Path(found).is_file() else None
 
 
-def open_model(source: str | Path, cache: dict[Path, Codec] | None = None) -> Codec:
-    """Load an exported codec file or a ctrlic training checkpoint (once per path when ``cache`` is given)."""
+def open_model(source: str | Path, cache: dict[Path, Codec] | None = None, *, trust_pickle: bool = False) -> Codec:
+    """Load an exported codec file or a ctrlic training checkpoint (once per path when ``cache`` is given).
+
+    ``trust_pickle`` (``--trust-pickle``) lets a file that needs the full unpickler load, with a warning.
+    """
     path = Path(source)
     if not path.exists():
         raise CLIError(f"model '{source}' does not exist; pass an exported codec file (.codec.pt) or a checkpoint")
@@ -69,8 +72,9 @@ def open_model(source: str | Path, cache: dict[Path, Codec] | None = None) -> Co
     if cache is not None and key in cache:
         return cache[key]
     from ctrlic.codecs.build import load_codec  # compressai and hydra: only once a model is needed
+    from ctrlic.codecs.checkpoint import PickleTrust
 
-    codec = load_codec(path).cpu().eval()
+    codec = load_codec(path, PickleTrust(trust_pickle, "--trust-pickle")).cpu().eval()
     if cache is not None:
         cache[key] = codec
     return codec

@@ -11,7 +11,10 @@ from torch import Tensor
 
 from ctrlic.codecs.build import CODEC_ATTR
 from ctrlic.codecs.codec import Codec, pad_to_multiple
+from ctrlic.codecs.recorded import CHECKPOINT_FORMAT
 from ctrlic.lightning_modules.losses import RateDistortionLoss
+from ctrlic.lightning_modules.resume_check import module_name
+from ctrlic.utils.plain_data import plain_data, plain_hyperparameters
 from ctrlic.utils.rng import rng_states, set_rng_states
 
 
@@ -113,7 +116,10 @@ class RDModule(L.LightningModule):
             torch.nn.utils.clip_grad_norm_(self.net_params, self.clip_max_norm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["ctrlic"] = {"arch": self.codec.arch, "rng": rng_states()}
+        # plain data only: our checkpoints load with weights_only=True
+        checkpoint["ctrlic"] = {"format": CHECKPOINT_FORMAT, "module": module_name(self),
+                                "arch": plain_data(self.codec.arch), "rng": rng_states()}
+        plain_hyperparameters(checkpoint)
 
     # -- exact resume: the quantization noise continues where the checkpoint left it ---------------
 

@@ -11,14 +11,14 @@ from ctrlic.callbacks.rd_sweep import report
 from ctrlic.codecs.build import load_codec
 from ctrlic.evaluation.lossless import report_lossless, run_lossless_sweep
 from ctrlic.evaluation.sweep import SweepSettings, run_sweep
-from ctrlic.tasks.common import codec_from_config, log, loggers_from_config, sweep_settings
+from ctrlic.tasks.common import ckpt_trust, codec_from_config, log, loggers_from_config, sweep_settings
 from ctrlic.utils.provenance import write_provenance
 
 
 def evaluate(cfg: DictConfig, run_dir: Path, repo_dir: Path) -> dict[str, dict]:
     write_provenance(cfg, run_dir, repo_dir)
     if cfg.get("ckpt_path"):
-        codec = load_codec(cfg.ckpt_path)
+        codec = load_codec(cfg.ckpt_path, ckpt_trust(cfg))
     else:
         log.warning("no ckpt_path given: evaluating the model built from config (backbone.checkpoint or random)")
         codec = codec_from_config(cfg)
