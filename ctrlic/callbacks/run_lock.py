@@ -35,6 +35,9 @@ class TrainingRunLock(Callback):
         except RunDirBusyError as err:
             log.error("%s", err)
             raise SystemExit(2) from None
+        except OSError as err:  # the directory cannot be created or written
+            log.error("hydra.run.dir=%s cannot be used: %s", run_dir, err.strerror or err)
+            raise SystemExit(2) from None
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._held.close()

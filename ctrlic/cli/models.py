@@ -65,7 +65,7 @@ def open_model(source: str | Path, cache: dict[Path, Codec] | None = None, *, tr
     """
     path = Path(source)
     if not path.exists():
-        raise CLIError(f"model '{source}' does not exist; pass an exported codec file (.codec.pt) or a checkpoint")
+        raise CLIError(f"model '{source}' does not exist; pass an exported codec file (.codec.safetensors) or a training checkpoint")
     if path.is_dir():
         raise CLIError(f"model '{source}' is a folder; pass an exported codec file or a checkpoint")
     key = path.resolve()
