@@ -24,7 +24,7 @@ def _val_losses(run_dir) -> dict[int, float]:
 
 
 def _weights(run_dir) -> dict[str, torch.Tensor]:
-    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     return {k: v for k, v in state.items() if v.is_floating_point()}
 
 
@@ -43,7 +43,7 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve_and_sweep_once(
     print("largest weight difference:", worst, diff)
     # Adam moves a weight by about lr per step whatever the gradient's size, so elements whose gradient
     # is ~0 may step opposite ways on float noise: bound the difference by that, not by a relative 1e-3
-    lr = torch.load(one / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["hyper_parameters"]["lr"]
+    lr = torch.load(one / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["hyper_parameters"]["lr"]
     assert diff <= 2 * lr * 4 * 1.01
     out = proc.stdout + proc.stderr
     assert out.count("training cheng2020_attn") == 2  # both ranks' logs are in the output ...
@@ -55,6 +55,6 @@ def test_ddp_trains_adapters_on_a_frozen_backbone_without_find_unused_parameters
     run_cli("experiment=demo_calice", "debug=smoke", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
             "trainer.max_steps=2", "trainer.val_check_interval=2", "data.val_limit=1", "data.eval_limit=1",
             "eval.max_points=2", f"hydra.run.dir={tmp_path}")
-    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] == 2 and state["hyper_parameters"]["lmbda_min"] > 0
     assert (tmp_path / "results.json").is_file()

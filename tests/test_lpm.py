@@ -92,7 +92,7 @@ def test_smoke_run_gives_one_point_per_prompt_set_and_the_anchor(smoke):
         assert all(bitstream.unpack(f.read_bytes())[0].knobs == {"prompt": float(point)} for f in files)
         bpp = sum(8 * f.stat().st_size / (128 * 128) for f in files) / 2
         assert bpp == pytest.approx(results["results"]["bpp"][point])
-    checkpoint = torch.load(smoke / "checkpoints" / "last.ckpt", weights_only=False)
+    checkpoint = torch.load(smoke / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["ctrlic"]["trained_prompt_sets"] == [0, 2]
     images = check_report(smoke)["sets"][0]["images"]  # TIC-hyperprior's maps, one per prompt set
     assert [p["knobs"] for p in images[0]["points"]] == [{"prompt": float(k)} for k in range(3)]
@@ -100,7 +100,7 @@ def test_smoke_run_gives_one_point_per_prompt_set_and_the_anchor(smoke):
 
 def split_checkpoint(smoke, tmp_path):
     """Two checkpoints as a multirun with module.sets=[0] / [2] would leave (set 2 retrained)."""
-    checkpoint = torch.load(smoke / "checkpoints" / "last.ckpt", weights_only=False)
+    checkpoint = torch.load(smoke / "checkpoints" / "last.ckpt", weights_only=True)
     first = {**checkpoint, "ctrlic": {**checkpoint["ctrlic"], "trained_prompt_sets": [0]}}
     state = {k: v * 0.5 if k.startswith("model.backbone.prompt_sets.2.") else v
              for k, v in checkpoint["state_dict"].items()}
@@ -131,7 +131,7 @@ def test_assemble_refuses_missing_sets_and_other_anchors(smoke, tmp_path):
     (a, b), _ = split_checkpoint(smoke, tmp_path)
     with pytest.raises(AssembleError, match=r"no run trained prompt set\(s\) \[2\]"):
         assemble_prompt_sets([a])
-    other = torch.load(b, weights_only=False)
+    other = torch.load(b, weights_only=True)
     other["state_dict"]["model.backbone.g_a0.bias"] = other["state_dict"]["model.backbone.g_a0.bias"] * 0.5
     torch.save(other, b)
     with pytest.raises(AssembleError, match="trained on another anchor"):

@@ -26,7 +26,7 @@ def test_atomic_save_keeps_the_old_checkpoint_when_a_save_fails(tmp_path):
     io.save_checkpoint({"global_step": 3}, target)
     with pytest.raises(TypeError, match="pickle"):
         io.save_checkpoint({"global_step": 6, "lock": threading.Lock()}, target)  # a lock cannot be pickled
-    assert torch.load(target, weights_only=False)["global_step"] == 3
+    assert torch.load(target, weights_only=True)["global_step"] == 3
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
@@ -75,7 +75,7 @@ def test_run_killed_with_sigkill_resumes_at_the_same_step_batch_and_optimizer_st
     run_dir, record = tmp_path / "run", tmp_path / "steps.jsonl"
     killed = _kill_after_first_checkpoint(run_dir, record)
     newest = newest_checkpoint(run_dir)
-    resumed_from = torch.load(newest, map_location="cpu", weights_only=False)["global_step"]
+    resumed_from = torch.load(newest, map_location="cpu", weights_only=True)["global_step"]
     assert resumed_from == CHECKPOINT_EVERY < MAX_STEPS
 
     run_cli(*_overrides(run_dir, record, delay_s=0.0))
@@ -92,6 +92,6 @@ def test_run_killed_with_sigkill_resumes_at_the_same_step_batch_and_optimizer_st
     losses_before, losses_after = by_step(entries, killed, "end"), by_step(entries, resumed, "end")
     for step in (resumed_from, resumed_from + 1):
         assert losses_after[step]["loss"] == pytest.approx(losses_before[step]["loss"], rel=1e-5)
-    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == MAX_STEPS
     assert not list((run_dir / "checkpoints").glob(f"{PARTIAL_PREFIX}*"))

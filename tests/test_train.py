@@ -15,7 +15,7 @@ from tests.conftest import SMOKE, run_cli
 
 
 def last_step(run_dir: Path) -> int:
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
 
 
 def test_smoke_run_writes_results_plot_checkpoints_and_provenance(smoke_run):

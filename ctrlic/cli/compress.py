@@ -40,7 +40,7 @@ def _check_target(args: argparse.Namespace) -> tuple[str, float] | None:
 
 def run(args: argparse.Namespace) -> None:
     inputs, outputs = args.input_paths, args.output_paths
-    codec = open_model(args.model)
+    codec = open_model(args.model, trust_pickle=args.trust_pickle)
     configure(codec, args)
     knobs = knob_values(args, codec.knobs)
     target = _check_target(args)

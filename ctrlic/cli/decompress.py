@@ -19,12 +19,12 @@ if TYPE_CHECKING:
 
 def _model_for(path: Path, header: Header, args: argparse.Namespace, cache: dict[Path, Codec]) -> Codec:
     if args.model:
-        return open_model(args.model, cache)
+        return open_model(args.model, cache, trust_pickle=args.trust_pickle)
     found = lookup(header.fingerprint)
     if found is None:
         raise CLIError(f"'{path}' was written by a {header.codec!r} model with weights {header.fingerprint.hex()}, "
                        "which this machine has not used to compress; pass --model")
-    return open_model(found, cache)
+    return open_model(found, cache, trust_pickle=args.trust_pickle)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"--data '{args.data}': none of its {len(skipped)} images can be read, e.g. {skipped[0]}")
     if skipped:
         console.note(f"skipping {len(skipped)} unreadable image(s): {', '.join(skipped)}")
-    codec = open_model(args.model)
+    codec = open_model(args.model, trust_pickle=args.trust_pickle)
     name = data.resolve().name or "images"
     images = EvalImages(files, root, args.crop)
     settings = SweepSettings(max_points=args.max_points, save_bitstreams=args.keep_bitstreams,

@@ -31,8 +31,8 @@ def bitstream_info(data: bytes) -> dict:
     }
 
 
-def model_info(path: Path) -> dict:
-    codec = open_model(path)
+def model_info(path: Path, trust_pickle: bool = False) -> dict:
+    codec = open_model(path, trust_pickle=trust_pickle)
     return {
         "kind": "model",
         "codec": codec.name,
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"'{args.file}' does not exist" if not path.exists() else f"'{args.file}' is not a file")
     data = read_bytes(path)
     try:
-        info = bitstream_info(data) if data.startswith(bitstream.MAGIC) else model_info(path)
+        info = bitstream_info(data) if data.startswith(bitstream.MAGIC) else model_info(path, args.trust_pickle)
     except ValueError as exc:
         raise about(path, exc) from None
     if args.json:

@@ -58,19 +58,23 @@ def lookup(fingerprint: bytes) -> Path | None:
     return Path(found) if found and Path(found).is_file() else None
 
 
-def open_model(source: str | Path, cache: dict[Path, Codec] | None = None) -> Codec:
-    """Load an exported codec file or a ctrlic training checkpoint (once per path when ``cache`` is given)."""
+def open_model(source: str | Path, cache: dict[Path, Codec] | None = None, *, trust_pickle: bool = False) -> Codec:
+    """Load an exported codec file or a ctrlic training checkpoint (once per path when ``cache`` is given).
+
+    ``trust_pickle`` (``--trust-pickle``) lets a file that needs the full unpickler load, with a warning.
+    """
     path = Path(source)
     if not path.exists():
-        raise CLIError(f"model '{source}' does not exist; pass an exported codec file (.codec.pt) or a checkpoint")
+        raise CLIError(f"model '{source}' does not exist; pass an exported codec file (.codec.safetensors) or a training checkpoint")
     if path.is_dir():
         raise CLIError(f"model '{source}' is a folder; pass an exported codec file or a checkpoint")
     key = path.resolve()
     if cache is not None and key in cache:
         return cache[key]
-    from ctrlic.lightning_modules.checkpoint import open_codec  # torch and hydra: only once a model is needed
+    from ctrlic.codecs.checkpoint import PickleTrust  # torch and hydra: only once a model is needed
+    from ctrlic.lightning_modules.checkpoint import open_codec
 
-    codec = open_codec(path).cpu().eval()
+    codec = open_codec(path, PickleTrust(trust_pickle, "--trust-pickle")).cpu().eval()
     if cache is not None:
         cache[key] = codec
     return codec

@@ -21,6 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="let this model file use Python's full unpickler (older checkpoints); that runs any "
+                             "code the file carries, so only for files from a source you trust")
+
+
 def _add_knob_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("knobs (the names the model declares; see `ctrlic info MODEL`)")
     group.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE", help="set any declared knob")
@@ -50,6 +56,7 @@ def _add_compress(commands: argparse._SubParsersAction) -> None:
                    help="where entropy parameters are computed: cpu64 decodes the same on every device "
                         "(auto: cpu64 when the model has it)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    _add_trust_option(p)
     _add_knob_options(p)
     p.set_defaults(command_module="compress")
 
@@ -62,6 +69,7 @@ def _add_decompress(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="the model that wrote them (default: the one `ctrlic compress` used "
                                    "with the same weights on this machine)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    _add_trust_option(p)
     p.set_defaults(command_module="decompress")
 
 
@@ -70,6 +78,7 @@ def _add_info(commands: argparse._SubParsersAction) -> None:
                             description="Describe a .ctl bitstream or an exported codec / checkpoint.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_trust_option(p)
     p.set_defaults(command_module="info")
 
 
@@ -83,4 +92,5 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-points", type=int, default=None, help="evaluate at most this many knob settings")
     p.add_argument("--crop", type=int, default=None, help="centre-crop images to this size")
     p.add_argument("--keep-bitstreams", action="store_true", help="keep the .ctl files under OUT/bitstreams")
+    _add_trust_option(p)
     p.set_defaults(command_module="evaluate")

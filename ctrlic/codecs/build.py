@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ctrlic.codecs.checkpoint import CheckpointError, load_weights, read_checkpoint
+from ctrlic.codecs.checkpoint import NO_TRUST, CheckpointError, PickleTrust, load_weights, read_checkpoint
 from ctrlic.codecs.codec import Codec
+from ctrlic.codecs.codec_file import write_codec_file
+from ctrlic.codecs.recorded import check_architecture, check_codec_format
 
 #: backbone-config keys that choose weights rather than architecture (excluded from the config hash)
-WEIGHT_KEYS = ("checkpoint", "expects_checkpoint", "adapted", "weights")
-EXPORT_FORMAT = "ctrlic-codec/1"
+WEIGHT_KEYS = ("checkpoint", "expects_checkpoint", "adapted", "weights", "trust_pickle")
+#: how ``backbone.checkpoint`` is allowed to need the full unpickler (never by default)
+BACKBONE_TRUST_SWITCH = "backbone.trust_pickle=true"
 log = logging.getLogger("ctrlic")
 
 
@@ -66,12 +66,13 @@ def build_codec(backbone_cfg: Mapping, control_cfg: Mapping | None = None) -> Co
     plain = _plain(backbone_cfg)
     arch = architecture(plain, control_cfg)
     checkpoint, adapted = plain.get("checkpoint"), plain.get("adapted")
+    trust = PickleTrust(plain.get("trust_pickle") is True, BACKBONE_TRUST_SWITCH)
 
     def load_pretrained(backbone: nn.Module) -> None:
         if checkpoint and adapted:
-            merge_adapted(backbone, checkpoint, adapted)
+            merge_adapted(backbone, checkpoint, adapted, trust)
         elif checkpoint:
-            load_weights(backbone, checkpoint,  # backbone.weights: raw | ema (vqgan)
+            load_weights(backbone, checkpoint, trust=trust,  # backbone.weights: raw | ema (vqgan)
                          key_map=functools.partial(backbone.checkpoint_key_map, variant=plain.get("weights")))
         elif plain.get("expects_checkpoint"):
             log.warning("\n%s\n  backbone.checkpoint is not set: this experiment builds on a trained %s but "
@@ -81,7 +82,7 @@ def build_codec(backbone_cfg: Mapping, control_cfg: Mapping | None = None) -> Co
     return build_from_architecture(arch, load_pretrained)
 
 
-def merge_adapted(backbone, checkpoint, adapted: Mapping) -> None:
+def merge_adapted(backbone, checkpoint, adapted: Mapping, trust: PickleTrust = NO_TRUST) -> None:
     """Load a checkpoint whose backbone carries adapters and fold them into its weights.
 
     CALICE's two-step recipe for new metrics: adapters trained at a fixed λ (``adapted.scheme`` is
@@ -92,32 +93,22 @@ def merge_adapted(backbone, checkpoint, adapted: Mapping) -> None:
     knobs = dict(adapted.get("knobs") or {})
     scheme = hydra.utils.instantiate(adapted["scheme"], _convert_="all")
     scheme.attach(backbone)
-    load_weights(backbone, checkpoint, key_map=backbone.checkpoint_key_map)
+    load_weights(backbone, checkpoint, trust=trust, key_map=backbone.checkpoint_key_map)
     if adapted.get("merge", True):
         scheme.apply(scheme.resolve(knobs))
         scheme.merge()
 
 
 def export_codec(codec: Codec, path: str | Path) -> Path:
-    """Write a self-contained codec file: architecture, weights with CDF tables, fingerprint."""
+    """Write a self-contained codec file (safetensors): architecture, weights with CDF tables, fingerprint."""
     codec.prepare()
-    payload = {
-        "format": EXPORT_FORMAT,
-        "arch": codec.arch,
-        "state_dict": codec.backbone.state_dict(),
-        "fingerprint": codec.fingerprint.hex(),
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_codec_file(path, codec.arch, codec.backbone.state_dict(), codec.fingerprint.hex())
 
 
-def codec_from_weights(arch: Mapping, state: Mapping, source: object, fingerprint: str | None = None) -> Codec:
-    """Build the recorded architecture and load its weights strictly; check the fingerprint when recorded."""
+def codec_from_weights(arch: object, state: Mapping, source: object, fingerprint: str | None = None) -> Codec:
+    """Build a recorded architecture (only ctrlic's own classes; checked first) and load its weights
+    strictly; check the fingerprint when one is recorded."""
+    check_architecture(arch, source)
     try:
         codec = build_from_architecture(arch)
     except Exception as err:  # noqa: BLE001 - hydra wraps what the constructors raise
@@ -131,13 +122,18 @@ def codec_from_weights(arch: Mapping, state: Mapping, source: object, fingerprin
     return codec
 
 
-def load_codec(source: str | Path | Mapping, label: object = None) -> Codec:
-    """Load an exported codec file (path or its loaded contents), without the training config."""
-    obj = read_checkpoint(source) if isinstance(source, str | Path) else source
+def load_codec(source: str | Path | Mapping, label: object = None, trust: PickleTrust = NO_TRUST) -> Codec:
+    """Load an exported codec file (a path, or its contents as read), without the training config.
+
+    Nothing in the file runs: it is read without the full unpickler (unless ``trust`` allows it), and
+    its format and the classes its architecture names are checked before anything is built.
+    """
+    obj = read_checkpoint(source, trust) if isinstance(source, str | Path) else source
     label = label if label is not None else source
-    if not isinstance(obj, Mapping) or "arch" not in obj or "state_dict" not in obj:
+    if not isinstance(obj, Mapping) or "arch" not in obj or not isinstance(obj.get("state_dict"), Mapping):
         found = ", ".join(map(repr, list(obj)[:6])) if isinstance(obj, Mapping) else type(obj).__name__
         raise CheckpointError(
             f"{label}: not a ctrlic codec or checkpoint (no architecture inside; it holds "
             f"{found}). Plain weights load with backbone.checkpoint=...")
+    check_codec_format(obj, label)
     return codec_from_weights(obj["arch"], obj["state_dict"], label, obj.get("fingerprint"))

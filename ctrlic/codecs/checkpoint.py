@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import pickle
 import re
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from ctrlic.codecs.codec_file import is_safetensors, read_safetensors
 from ctrlic.errors import UserError
 
 #: wrappers under which training scripts store the weights (CompressAI, CAT, Lightning, ours)
@@ -27,10 +31,33 @@ OLD_NAMES = (
     (re.compile(r"\.downsample\."), ".skip."),
 )
 ZOO_SCHEME = "zoo:"
+#: entropy-coder buffers whose shapes ``update()`` sets (empty until then)
+DYNAMIC_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+log = logging.getLogger("ctrlic")
 
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be read or does not fit the model; the message says what was found."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A file that only Python's full unpickler reads, which can run code; refused without an opt-in."""
+
+
+@dataclass(frozen=True)
+class PickleTrust:
+    """Whether one load may fall back to the full unpickler, and the switch that allows it (for messages).
+
+    ``switch`` is what the user types at this entry point: ``backbone.trust_pickle=true``,
+    ``--trust-pickle`` or ``trust_pickle=true``.
+    """
+
+    allowed: bool = False
+    switch: str = "trust_pickle=true"
+
+
+#: the default of every load: the full unpickler is never used
+NO_TRUST = PickleTrust()
 
 
 def resolve_source(source: str | Path) -> str:
@@ -50,18 +77,74 @@ def resolve_source(source: str | Path) -> str:
         ) from None
 
 
-def read_checkpoint(source: str | Path) -> object:
-    """Load a checkpoint file or URL (``http(s)://``, ``file://``, ``zoo:``) onto the CPU."""
+def read_checkpoint(source: str | Path, trust: PickleTrust = NO_TRUST) -> object:
+    """Load a checkpoint file or URL (``http(s)://``, ``file://``, ``zoo:``) onto the CPU without running code.
+
+    Safetensors files are read as such; torch files with ``weights_only=True``. A torch file that also
+    pickles Python objects is refused unless ``trust.allowed`` (the user's explicit, per-call opt-in),
+    and then loaded with a warning that names the risk.
+    """
     source = resolve_source(source)
     if "://" in source:
-        return torch.hub.load_state_dict_from_url(source, map_location="cpu", weights_only=False)
+        return _load_torch(lambda safe: torch.hub.load_state_dict_from_url(
+            source, map_location="cpu", weights_only=safe), source, trust)
     path = Path(source).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if is_safetensors(path):
+        return read_safetensors(path)
+    return _load_torch(lambda safe: torch.load(path, map_location="cpu", weights_only=safe), path, trust)
+
+
+def _load_torch(load: Callable[[bool], object], label: str | Path, trust: PickleTrust) -> object:
+    """``load(weights_only=True)``; the full unpickler only when the user allowed it for this file."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return load(True)
+    except pickle.UnpicklingError as err:
+        names = _unsafe_globals(err, label)
+        if not trust.allowed:
+            if names:
+                raise UnsafeCheckpointError(
+                    f"'{label}' holds Python objects besides weights ({', '.join(names)}); only the full "
+                    "unpickler reads them, and unpickling can execute arbitrary code hidden in the file. "
+                    f"Refused. If you trust where the file comes from, load it with {trust.switch}") from None
+            raise CheckpointError(f"'{label}' is not a PyTorch checkpoint (its pickle is not plain data: "
+                                  f"{_unpickler_reason(err)})") from None
+    except OSError as err:  # unreadable file, failed download
+        raise CheckpointError(f"cannot read '{label}' ({err})") from None
     except Exception as err:  # noqa: BLE001 - torch raises many types for non-checkpoints
-        raise CheckpointError(f"'{path}' is not a PyTorch checkpoint ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"'{label}' is not a PyTorch checkpoint ({type(err).__name__}: "
+                              f"{_first_line(err)})") from None
+    log.warning("UNSAFE LOAD: %s: loading '%s' with the full unpickler (%s), which executes any code the "
+                "file carries; do this only for files from a source you trust, and re-save their weights as "
+                "a plain state dict", trust.switch, label, ", ".join(names) or "objects besides weights")
+    try:
+        return load(False)
+    except Exception as err:  # noqa: BLE001 - the full unpickler raises anything the file makes it raise
+        raise CheckpointError(f"'{label}' is not a PyTorch checkpoint ({type(err).__name__}: "
+                              f"{_first_line(err)})") from None
+
+
+def _unsafe_globals(err: pickle.UnpicklingError, label: str | Path) -> list[str]:
+    """The Python objects (module.name) a weights-only load refused; empty when it failed for another reason."""
+    if "Unsupported global" not in str(err):
+        return []
+    try:  # scans the pickle's opcodes without executing them (zip-format torch files only)
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(str(label))
+    except Exception:  # noqa: BLE001 - legacy format, URL: fall back to the name in the message
+        found = []
+    return found or re.findall(r"GLOBAL ([\w.]+)", str(err))[:1] or ["unknown"]
+
+
+def _unpickler_reason(err: pickle.UnpicklingError) -> str:
+    """The weights-only unpickler's own reason (e.g. ``Unsupported operand 15``), without torch's advice."""
+    found = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(err))
+    return found.group(1).strip() if found else _first_line(err)
+
+
+def _first_line(err: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def extract_state_dict(obj: object) -> dict[str, Tensor]:
@@ -105,9 +188,7 @@ def _resize_dynamic_buffers(module: nn.Module, state: Mapping[str, Tensor]) -> N
     own = dict(module.named_buffers())
     for key, value in state.items():
         buf = own.get(key)
-        if buf is not None and buf.shape != value.shape and key.rsplit(".", 1)[-1] in (
-            "_quantized_cdf", "_offset", "_cdf_length", "scale_table"
-        ):
+        if buf is not None and buf.shape != value.shape and key.rsplit(".", 1)[-1] in DYNAMIC_BUFFERS:
             owner, _, name = key.rpartition(".")
             module.get_submodule(owner).register_buffer(name, torch.empty_like(value, device=buf.device))
 
@@ -126,14 +207,16 @@ def describe_mismatch(state: Mapping[str, Tensor], target: Mapping[str, Tensor])
 
 
 def load_weights(module: nn.Module, source: str | Path | Mapping, *, strict: bool = True,
-                 key_map: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None) -> list[str]:
+                 key_map: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+                 trust: PickleTrust = NO_TRUST) -> list[str]:
     """Load weights from a file, URL or mapping into ``module``; returns the keys it did not fill.
 
     ``key_map`` first maps the authors' checkpoint layout onto the module's (e.g. a backbone's
     ``checkpoint_key_map``: Control-GIC's counters, raw or EMA weights); a ValueError it raises
-    becomes a CheckpointError.
+    becomes a CheckpointError. ``trust`` is the user's opt-in for files that need the full
+    unpickler (see ``read_checkpoint``).
     """
-    obj = read_checkpoint(source) if isinstance(source, str | Path) else source
+    obj = read_checkpoint(source, trust) if isinstance(source, str | Path) else source
     target = module.state_dict()
     state = normalize_keys(extract_state_dict(obj), target)
     if key_map is not None:

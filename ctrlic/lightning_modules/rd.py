@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ctrlic.codecs.codec import Codec, pad_to_multiple
-from ctrlic.lightning_modules.checkpoint import CODEC_ATTR, RECORD
+from ctrlic.lightning_modules.checkpoint import CODEC_ATTR, RECORD, save_record
 from ctrlic.lightning_modules.losses import RateDistortionLoss
 from ctrlic.utils.rng import rng_states, set_rng_states
 
@@ -113,7 +113,7 @@ class RDModule(L.LightningModule):
             torch.nn.utils.clip_grad_norm_(self.net_params, self.clip_max_norm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[RECORD] = {"arch": self.codec.arch, "rng": rng_states()}
+        save_record(checkpoint, self, rng=rng_states())
 
     # -- exact resume: the quantization noise continues where the checkpoint left it ---------------
 

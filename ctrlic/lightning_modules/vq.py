@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from ctrlic.codecs.backbones.grain_masks import GRAINS, check_ratios
-from ctrlic.codecs.checkpoint import CheckpointError, extract_state_dict, read_checkpoint
+from ctrlic.codecs.checkpoint import CheckpointError, PickleTrust, extract_state_dict, read_checkpoint
 from ctrlic.codecs.codec import Codec, pad_to_multiple
-from ctrlic.lightning_modules.checkpoint import CODEC_ATTR, RECORD
+from ctrlic.lightning_modules.checkpoint import CODEC_ATTR, save_record
 from ctrlic.lightning_modules.discriminator import AdversarialLoss, adaptive_weight
 from ctrlic.metrics.perceptual import LPIPS
 
@@ -34,13 +34,13 @@ class VQModule(L.LightningModule):
                  disc_weight: float = 0.1, adaptive_weight: bool = False, disc_start: int = 0,
                  clip_value: float | None = 1.0, training_ratios: Sequence[float] = (0.5, 0.4, 0.1),
                  discriminator: Mapping | None = None, lpips: Mapping | None = None,
-                 discriminator_checkpoint: str | None = None) -> None:
+                 discriminator_checkpoint: str | None = None, trust_pickle: bool = False) -> None:
         super().__init__()
         self.automatic_optimization = False
         setattr(self, CODEC_ATTR, codec)
         self.loss = AdversarialLoss(**(discriminator or {}))
         if discriminator_checkpoint:
-            load_discriminator(self.loss, discriminator_checkpoint)
+            load_discriminator(self.loss, discriminator_checkpoint, trust_pickle)
         self.lpips = LPIPS(**(lpips or {}))
         self.lr, self.betas = lr, tuple(betas)
         self.mse_weight, self.lpips_weight, self.codebook_weight = mse_weight, lpips_weight, codebook_weight
@@ -109,12 +109,16 @@ class VQModule(L.LightningModule):
         return [opt_g, opt_d]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[RECORD] = {"arch": self.codec.arch}
+        save_record(checkpoint, self)
 
 
-def load_discriminator(loss: AdversarialLoss, source: str | Mapping) -> None:
-    """Load the ``loss.discriminator.*`` weights of an official Control-GIC checkpoint (or ours) strictly."""
-    state = extract_state_dict(read_checkpoint(source) if isinstance(source, str) else source)
+def load_discriminator(loss: AdversarialLoss, source: str | Mapping, trust_pickle: bool = False) -> None:
+    """Load the ``loss.discriminator.*`` weights of an official Control-GIC checkpoint (or ours) strictly.
+
+    ``trust_pickle`` (``module.trust_pickle=true``) lets a file that needs the full unpickler load, with a warning.
+    """
+    trust = PickleTrust(trust_pickle is True, "module.trust_pickle=true")
+    state = extract_state_dict(read_checkpoint(source, trust) if isinstance(source, str) else source)
     prefix = next((p for p in ("loss.", "module.loss.") if any(k.startswith(p + "discriminator.") for k in state)), None)
     if prefix is None:
         raise CheckpointError(f"{source if isinstance(source, str) else 'state dict'}: no loss.discriminator.* "

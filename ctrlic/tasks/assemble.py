@@ -10,8 +10,15 @@ from omegaconf import DictConfig
 
 from ctrlic.codecs.build import build_from_architecture, export_codec
 from ctrlic.codecs.checkpoint import CheckpointError, load_weights, read_checkpoint
+from ctrlic.codecs.codec_file import CODEC_SUFFIX
 from ctrlic.codecs.control.layer_prompts import PROMPT_SETS
-from ctrlic.lightning_modules.checkpoint import RECORD, codec_weights, training_record
+from ctrlic.codecs.recorded import check_architecture
+from ctrlic.lightning_modules.checkpoint import (
+    RECORD,
+    check_checkpoint_format,
+    codec_weights,
+    training_record,
+)
 from ctrlic.tasks.common import log
 
 
@@ -52,6 +59,8 @@ def assemble_prompt_sets(paths: Sequence[Path]):
         checkpoint = read_checkpoint(path)
         state = _backbone_state(checkpoint, path)
         arch = checkpoint[RECORD]["arch"]
+        check_checkpoint_format(checkpoint[RECORD], path)
+        check_architecture(arch, path)
         if codec is None:
             codec = build_from_architecture(arch)
             load_weights(codec.backbone, state)
@@ -76,7 +85,7 @@ def assemble_prompt_sets(paths: Sequence[Path]):
 def assemble(cfg: DictConfig, run_dir: Path) -> Path:
     settings = cfg.get("assemble") or {}
     codec, sources = assemble_prompt_sets(find_checkpoints(settings.get("inputs") or []))
-    path = export_codec(codec, settings.get("output") or run_dir / f"{codec.name}.codec.pt")
+    path = export_codec(codec, settings.get("output") or run_dir / f"{codec.name}{CODEC_SUFFIX}")
     for index, source in sorted(sources.items()):
         log.info("prompt=%d (λ=%g) from %s", index, codec.control.lmbda(index), source)
     log.info("assembled codec %s (weights %s): %s", codec.name, codec.fingerprint.hex(), path)

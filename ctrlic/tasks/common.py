@@ -9,6 +9,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from ctrlic.codecs.build import build_codec
+from ctrlic.codecs.checkpoint import PickleTrust
 from ctrlic.codecs.codec import Codec
 
 log = logging.getLogger("ctrlic")
@@ -16,6 +17,11 @@ log = logging.getLogger("ctrlic")
 
 def codec_from_config(cfg: DictConfig) -> Codec:
     return build_codec(cfg.backbone, cfg.get("control"))
+
+
+def ckpt_trust(cfg: DictConfig) -> PickleTrust:
+    """``trust_pickle=true``: this run's ``ckpt_path`` may need the full unpickler (never by default)."""
+    return PickleTrust(cfg.get("trust_pickle") is True, "trust_pickle=true")
 
 
 def _instantiate_group(group: DictConfig | None) -> list:

@@ -12,8 +12,10 @@ from omegaconf import DictConfig
 from ctrlic.callbacks.rd_sweep import RDSweep
 from ctrlic.evaluation.loggers import summary_metrics
 from ctrlic.evaluation.summary import FINAL_METRICS
+from ctrlic.lightning_modules.resume_check import check_resume_checkpoint
 from ctrlic.tasks.common import (
     callbacks_from_config,
+    ckpt_trust,
     codec_from_config,
     log,
     loggers_from_config,
@@ -30,13 +32,16 @@ def train(cfg: DictConfig, run_dir: Path, repo_dir: Path) -> dict[str, float]:
     datamodule = hydra.utils.instantiate(cfg.data)
     codec = codec_from_config(cfg)
     module = hydra.utils.instantiate(cfg.module, codec=codec, _convert_="all")
+    ckpt_path = checkpoint_to_resume(cfg.get("resume"), cfg.get("ckpt_path"), run_dir)
+    trust = ckpt_trust(cfg)
+    if ckpt_path:  # a bad one stops here, in one line, before anything is written
+        check_resume_checkpoint(ckpt_path, module, trust)
     trainer = trainer_from_config(cfg, callbacks_from_config(cfg), loggers_from_config(cfg))
     if trainer.is_global_zero:
         write_provenance(cfg, run_dir, repo_dir)
         log_full_config(trainer.loggers, cfg)
-    ckpt_path = checkpoint_to_resume(cfg.get("resume"), cfg.get("ckpt_path"), run_dir)
     log.info("training %s (%s) in %s", codec.name, type(codec.control).__name__, run_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust.allowed)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics.update(rd_metrics(trainer.callbacks))
     if trainer.is_global_zero:
