@@ -76,7 +76,7 @@ def build(case: Case) -> tuple[nn.Module, AlphaAdapters | None]:
         assert set(own) == set(case.expected["attn_masks"])
         assert all(md5_of(v) == case.expected["attn_masks"][k]["md5"] for k, v in own.items())
         weights.update(own)
-    assert load_weights(backbone, weights) == []
+    assert load_weights(backbone, weights, key_map=backbone.checkpoint_key_map) == []
     return backbone, scheme
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ctrlic.codecs.backbones.tic import TIC, TICHyperprior
+from ctrlic.codecs.build import architecture
 from tests.helpers_lpm import backbone_config
 from tests.test_backbone_stf import (
     check_bf16_autocast,
@@ -21,9 +22,7 @@ from tests.test_backbone_stf import (
 
 
 def tiny(name: str = "tic"):
-    cfg = backbone_config(name)
-    args = {k: v for k, v in cfg.items() if k not in ("name", "size", "sizes", "checkpoint", "expects_checkpoint")}
-    return hydra.utils.instantiate({**args, **cfg["sizes"]["tiny"]})
+    return hydra.utils.instantiate(architecture({**backbone_config(name), "size": "tiny"})["backbone"])
 
 
 @pytest.mark.parametrize(("n", "m", "manifest"), [(128, 192, "tic_N128_M192.tsv"), (192, 320, "tic_N192_M320.tsv")])
