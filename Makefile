@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_DIR ?= outputs/demo
 DOCKER_IMAGE ?= ctrlic:latest
 
-.PHONY: help install demo test test-slow lint bench replicate docker clean
+.PHONY: help install demo test test-slow test-gpu gpu-check lint bench replicate docker clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -27,11 +27,18 @@ demo: install  ## tiny Cheng2020-attn, then CALICE on a tiny STF: RD curves from
 	@echo "fixed-rate Cheng2020-attn: $(DEMO_DIR)/cheng2020_attn/results.json  $(DEMO_DIR)/cheng2020_attn/rd.png"
 	@echo "CALICE α sweep (one STF):  $(DEMO_DIR)/calice_stf/results.json  $(DEMO_DIR)/calice_stf/rd.png"
 
-test: install  ## the default test suite (fast, CPU)
-	$(PY) -m pytest -q
+test: install  ## the default test suite (fast, CPU; the GPU suite is skipped, with the reason)
+	$(PY) -m pytest -q -rs
 
 test-slow: install  ## the long tests: paper-size models
 	$(PY) -m pytest -q -m slow
+
+test-gpu: install  ## the GPU suite on one GPU (paper sizes) + the gloo DDP test; CTRLIC_TEST_DEVICE=cpu rehearses it
+	$(PY) -m pytest -q -rs -m gpu
+	$(PY) -m pytest -q -rs tests/test_ddp.py -k two_gloo_processes
+
+gpu-check:  ## scripts/gpu_check.sh OUT=DIR: wheels, GPU suite, GPU benchmarks, one JSON (no .venv needed)
+	scripts/gpu_check.sh $(or $(OUT),outputs/gpu_check)
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check ctrlic tests benchmarks run.py
