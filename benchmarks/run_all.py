@@ -36,10 +36,12 @@ GPU_FIGURES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("coding_overhead_paper", "benchmarks.coding_overhead",
      ("--paper", "--device", "cuda", "--crop", "0", "--fit-steps", "200", "--codecs", "cheng2020_attn", "stf",
       "tcm", "stf+alpha_adapters", "tic", "--name", "coding_overhead_paper")),
-    ("memory_gpu", "benchmarks.memory", ("--gpu", "--sizes", "kodak", "--name", "memory_gpu")),
+    ("memory_gpu", "benchmarks.memory", ("--gpu", "--gpu-only", "--name", "memory_gpu")),
     ("train_step_gpu", "benchmarks.train_step",
      ("--paper", "--device", "cuda", "--batch", "16", "--crop", "256", "--steps", "20", "--warmup", "5",
       "--name", "train_step_gpu")),
+    ("codec_time_gpu", "benchmarks.codec_time", ("--paper", "--device", "cuda", "--fit-steps", "50",
+                                                 "--name", "codec_time_gpu")),
 )
 
 
