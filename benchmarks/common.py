@@ -28,10 +28,18 @@ def machine_info() -> dict:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         **{name: _version(name) for name in VERSIONED},
-        "ctrlic_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                        text=True).stdout.strip(),
+        "ctrlic_commit": _commit(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def _commit() -> str | None:
+    """The checkout's short commit, None without git or a repository (e.g. a copied tree on a GPU machine)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
 
 
 def _version(name: str) -> str | None:

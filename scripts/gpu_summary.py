@@ -40,8 +40,11 @@ def machine() -> dict:
         info["torch_cuda"] = torch.version.cuda
     except Exception as exc:  # noqa: BLE001 - the summary must be written even when torch is broken
         info["torch_error"] = f"{type(exc).__name__}: {exc}"
-    info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                    text=True).stdout.strip() or None
+    try:
+        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                        text=True).stdout.strip() or None
+    except OSError:  # no git on the machine
+        info["commit"] = None
     return info
 
 

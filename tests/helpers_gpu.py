@@ -64,6 +64,8 @@ LOSSLESS = ("mgcf", "callic")
 BF16_STEPS, FP32_STEPS = 3, 2
 #: LPM trains its five prompt sets one after another: one step each, so that every set trains
 STEPS: dict[str, int] = {"lpm_tic": 5}
+#: batch of the fp32 comparison (the CPU side runs a paper-size step too)
+COMPARE_BATCH = 2
 #: fp32 step against the CPU's, TF32 off, same data and noise (see docs/benchmarks.md, "GPU suite")
 LOSS_RTOL = 1e-4        # |loss_device − loss_cpu| / |loss_cpu| at the first step
 GRAD_RTOL = 1e-3        # ‖g_device − g_cpu‖ / ‖g_cpu‖ over all trainable parameters together
@@ -406,11 +408,12 @@ def cross_decode(device_codec: Codec, cpu_codec: Codec, tgt: Target, x: Tensor, 
 
     ``latents_equal``: the decoded latents are bit-identical (the entropy decoding agreed symbol for
     symbol); ``max_latent_diff`` > 0.25 means a symbol differs (a desynchronised stream). Pixels are
-    compared in 8 bits: the synthesis transforms run on different devices, so those may differ slightly.
+    compared in 8 bits: the synthesis transforms run on different devices (TF32 off on the GPU), so
+    those may differ by a rounding.
     """
     if device_codec.robust_entropy_supported:
         device_codec.set_entropy_path(path)
-    with tgt.arithmetic():
+    with tgt.arithmetic(), full_fp32():
         data = device_codec.compress(x, knobs)
         with synthesis_inputs(device_codec.backbone) as dev_latents:
             x_dev = device_codec.decompress(data)

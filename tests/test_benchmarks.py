@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from benchmarks import codec_time, coding_overhead, memory, rate_control, run_all, run_replications, train_step
+from benchmarks import (
+    codec_time,
+    coding_overhead,
+    memory,
+    rate_control,
+    run_all,
+    run_replications,
+    train_step,
+)
 from benchmarks.codecs import BenchmarkInputError, build_bench_codec, knob_points, load_images, random_crops
 from ctrlic.codecs.control.base import KnobError
 from ctrlic.evaluation.references import load_reference_curves

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from compressai.models import CompressionModel
 
 from ctrlic.codecs.build import load_codec
 from ctrlic.codecs.entropy.robust import ENTROPY_PATHS
@@ -28,9 +29,10 @@ from tests.helpers_gpu import (
 )
 
 pytestmark = pytest.mark.gpu
-#: decoded pixels of the two decoders (8 bits) may differ this much: the synthesis transforms run on
-#: different devices (TF32 convolutions on the GPU); a wrongly decoded symbol differs far more
-PIXEL_TOLERANCE = 3
+#: decoded pixels of the two decoders (8 bits) may differ this much: the synthesis transforms run in fp32
+#: on different devices (TF32 off), so a value near a rounding edge may land on either side; a wrongly
+#: decoded symbol differs far more
+PIXEL_TOLERANCE = 2
 
 
 @pytest.mark.parametrize("experiment", LOSSY)
@@ -77,13 +79,20 @@ def test_cdf_tables_do_not_depend_on_the_device(tmp_path):
     tgt = target()
     path, _ = export_random_codec("anchor_stf", tmp_path, tgt)
     device_codec, cpu_codec = load_codec(path).to(tgt.device), load_codec(path)
+    cpu_tables = cpu_codec.backbone.state_dict()
+
+    def count_differing(backbone) -> dict[str, int]:
+        tables = {k: v for k, v in backbone.state_dict().items() if k.endswith("_quantized_cdf")}
+        assert tables and all(t.device.type == torch.device(tgt.device).type for t in tables.values())
+        return {k: int((t.cpu() != cpu_tables[k]).sum()) if t.shape == cpu_tables[k].shape else -1
+                for k, t in tables.items()}
+
+    with tgt.arithmetic():  # for the record: CompressAI's own update() builds them where the model is
+        CompressionModel.update(device_codec.backbone, force=True)
+    built_on_device = count_differing(device_codec.backbone)
     with tgt.arithmetic():
         device_codec.prepare()
-    tables = {k: v for k, v in device_codec.backbone.state_dict().items() if k.endswith("_quantized_cdf")}
-    assert tables
-    cpu_tables = cpu_codec.backbone.state_dict()
-    differing = {k: int((t.cpu() != cpu_tables[k]).sum()) if t.shape == cpu_tables[k].shape else -1
-                 for k, t in tables.items()}
-    report({"test": "cdf_tables", "codec": "anchor_stf", "differing_entries": differing})
-    assert all(t.device.type == torch.device(tgt.device).type for t in tables.values())
+    differing = count_differing(device_codec.backbone)
+    report({"test": "cdf_tables", "codec": "anchor_stf", "differing_entries": differing,
+            "differing_entries_if_built_on_the_device": built_on_device})
     assert not any(differing.values()), differing

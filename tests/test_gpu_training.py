@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers_gpu import (
     BF16_STEPS,
+    COMPARE_BATCH,
     DDP_EXTRA,
     FP32_STEPS,
     GRAD_RTOL,
@@ -61,8 +62,8 @@ def test_fp32_ddp_step_equals_the_cpu_step(experiment, tmp_path):
     tgt = target()
     extra = TRAINED[experiment]
     ddp_cfg = compose_experiment(experiment, tmp_path / "ddp", *tgt.ddp_overrides(), *extra,
-                                 *DDP_EXTRA.get(experiment, ()))
-    cpu_cfg = compose_experiment(experiment, tmp_path / "cpu", "trainer=cpu", *extra)
+                                 *DDP_EXTRA.get(experiment, ()), f"data.batch_size={COMPARE_BATCH}")
+    cpu_cfg = compose_experiment(experiment, tmp_path / "cpu", "trainer=cpu", *extra, f"data.batch_size={COMPARE_BATCH}")
     assert ddp_cfg.trainer.precision == cpu_cfg.trainer.precision == "32-true"
     with full_fp32(), tgt.arithmetic():
         device = train_steps(ddp_cfg, FP32_STEPS, TrainingProbe(comparable=True))
