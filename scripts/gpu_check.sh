@@ -5,6 +5,7 @@
 #
 #   scripts/gpu_check.sh OUT_DIR [all|tests|bench|install]
 #
+# `tests`: the GPU suite (training first, then coding). `bench`: the gloo DDP test and the GPU figures.
 # PYTHON: the interpreter (default .venv/bin/python if there, else python3). GPU_WHEELS: the wheel folder
 # (default .gpu_wheels; skipped when absent). TESTS_TIMEOUT / BENCH_TIMEOUT: seconds per phase (defaults
 # fit one 10-minute device command for `tests` or `bench` alone). CTRLIC_GPU_IMAGES=N: first N Kodak images.
@@ -54,13 +55,14 @@ fi
 
 if [ "$PHASE" = all ] || [ "$PHASE" = tests ]; then
   rm -f "$OUT/gpu_report.jsonl"
-  CTRLIC_GPU_REPORT=$OUT/gpu_report.jsonl run_phase tests "${TESTS_TIMEOUT:-400}" "$PY" -m pytest -m gpu -q -rs \
-      -p no:cacheprovider --timeout 300 --junitxml="$OUT/junit_gpu.xml" ${PYTEST_ARGS:-} tests/test_gpu_coding.py tests/test_gpu_training.py
-  run_phase gloo 150 "$PY" -m pytest -q -rs -p no:cacheprovider --timeout 140 --junitxml="$OUT/junit_gloo.xml" \
-      tests/test_ddp.py -k two_gloo_processes
+  CTRLIC_GPU_REPORT=$OUT/gpu_report.jsonl run_phase tests "${TESTS_TIMEOUT:-540}" "$PY" -m pytest -m gpu -q -rs \
+      -p no:cacheprovider --timeout 300 --junitxml="$OUT/junit_gpu.xml" ${PYTEST_ARGS:-} \
+      tests/test_gpu_training.py tests/test_gpu_coding.py
 fi
 if [ "$PHASE" = all ] || [ "$PHASE" = bench ]; then
-  run_phase bench "${BENCH_TIMEOUT:-540}" "$PY" -m benchmarks.run_all --only coding_overhead_paper memory_gpu \
-      train_step_gpu codec_time_gpu
+  run_phase gloo 200 "$PY" -m pytest -q -rs -p no:cacheprovider --timeout 190 --junitxml="$OUT/junit_gloo.xml" \
+      tests/test_ddp.py -k two_gloo_processes
+  run_phase bench "${BENCH_TIMEOUT:-360}" "$PY" -m benchmarks.run_all --only train_step_gpu memory_gpu \
+      codec_time_gpu coding_overhead_paper
 fi
 "$PY" scripts/gpu_summary.py "$OUT" --since "$START" "${PHASES[@]}"

@@ -59,6 +59,9 @@ DDP_EXTRA: dict[str, tuple[str, ...]] = {name: ("trainer.strategy.find_unused_pa
 LOSSY = ("anchor_cheng", "anchor_stf", "anchor_tcm", "anchor_tic", "calice_stf", "calice_tcm", "calice_cheng",
          "beta_calice_stf", "lpm_tic", "control_gic")
 LOSSLESS = ("mgcf", "callic")
+#: codecs that code the first image only: each shares its anchor's entropy-parameter path (only its
+#: transforms differ), and the cpu64 path costs ~20 s of one CPU core per paper-size STF/TCM image and pass
+ONE_IMAGE = ("calice_stf", "calice_tcm", "calice_cheng", "beta_calice_stf", "lpm_tic")
 #: training steps per run: paper-size bf16 steps, and the fp32 steps compared with the CPU (the second step
 #: exercises DDP's reducer after a first backward: unused parameters show up there)
 BF16_STEPS, FP32_STEPS = 3, 2
@@ -111,11 +114,12 @@ class Target:
         finally:
             torch.set_num_threads(threads)
 
-    def images(self) -> list[tuple[str, Tensor]]:
-        """The bundled Kodak images: whole on CUDA, 128² top-left crops on the CPU (``CTRLIC_GPU_IMAGES``: first N)."""
+    def images(self, limit: int | None = None) -> list[tuple[str, Tensor]]:
+        """The bundled Kodak images (the first ``limit``; ``CTRLIC_GPU_IMAGES=N`` overrides): whole on CUDA,
+        128² top-left crops on the CPU."""
         from ctrlic.datamodules.image_io import list_images, load_rgb8, to_tensor
 
-        limit = int(os.environ.get("CTRLIC_GPU_IMAGES", "0")) or None
+        limit = int(os.environ.get("CTRLIC_GPU_IMAGES", "0")) or limit
         out = []
         for path in list_images(KODAK4)[:limit]:
             x = to_tensor(load_rgb8(path)[0])[None]
@@ -370,17 +374,28 @@ SYNTHESIS_ENTRY = (("ChannelAutoregressive", "synthesis"), ("Cheng2020Attn", "g_
                    ("VQGAN", "decode_codes"))
 
 
+class LatentsCaptured(Exception):
+    """Raised at the synthesis entry by ``synthesis_inputs(stop=True)``: the decoded latent is all we need."""
+
+
 @contextlib.contextmanager
-def synthesis_inputs(backbone: nn.Module) -> Iterator[list[Tensor]]:
-    """Collect (on the CPU) the decoded latent each decode hands to the synthesis transform."""
+def synthesis_inputs(backbone: nn.Module, stop: bool = False) -> Iterator[list[Tensor]]:
+    """Collect (on the CPU) the decoded latent each decode hands to the synthesis transform; with ``stop``
+    the decode ends there (``LatentsCaptured``), skipping the synthesis."""
     classes = {cls.__name__ for cls in type(backbone).__mro__}
     name = next((attr for cls, attr in SYNTHESIS_ENTRY if cls in classes), None)
     if name is None:
         raise TypeError(f"no synthesis entry known for {type(backbone).__name__}; add it to SYNTHESIS_ENTRY")
     captured: list[Tensor] = []
+
+    def keep(latent: Tensor) -> None:
+        captured.append(latent.detach().cpu().clone())
+        if stop:
+            raise LatentsCaptured
+
     entry = getattr(backbone, name)
     if isinstance(entry, nn.Module):
-        handle = entry.register_forward_pre_hook(lambda m, args: captured.append(args[0].detach().cpu().clone()))
+        handle = entry.register_forward_pre_hook(lambda m, args: keep(args[0]))
         try:
             yield captured
         finally:
@@ -388,7 +403,7 @@ def synthesis_inputs(backbone: nn.Module) -> Iterator[list[Tensor]]:
         return
 
     def wrapper(latent, *args, **kwargs):
-        captured.append(latent.detach().cpu().clone())
+        keep(latent)
         return entry(latent, *args, **kwargs)
 
     backbone.__dict__[name] = wrapper  # shadows the method on this instance only
@@ -398,37 +413,55 @@ def synthesis_inputs(backbone: nn.Module) -> Iterator[list[Tensor]]:
         del backbone.__dict__[name]
 
 
+def decoded_latent(codec: Codec, data: bytes) -> Tensor:
+    """The latent ``codec`` decodes from ``data``, without running the synthesis transform."""
+    with synthesis_inputs(codec.backbone, stop=True) as latents:
+        try:
+            codec.decompress(data)
+        except LatentsCaptured:
+            pass
+    return latents[-1]
+
+
 def to_8bit(x: Tensor) -> Tensor:
     return torch.round(x.detach().float().cpu().clamp(0, 1) * 255).to(torch.int16)
 
 
 def cross_decode(device_codec: Codec, cpu_codec: Codec, tgt: Target, x: Tensor, knobs: Mapping[str, float],
-                 path: str) -> dict:
+                 path: str, pixels: bool = True) -> dict:
     """Encode on the device, decode there and on the CPU; what the two decoders produced, compared.
 
     ``latents_equal``: the decoded latents are bit-identical (the entropy decoding agreed symbol for
-    symbol); ``max_latent_diff`` > 0.25 means a symbol differs (a desynchronised stream). Pixels are
-    compared in 8 bits: the synthesis transforms run on different devices (TF32 off on the GPU), so
-    those may differ by a rounding.
+    symbol); ``max_latent_diff`` > 0.25 means a symbol differs (a desynchronised stream). With ``pixels``
+    both decode to the end and the images are compared in 8 bits: the synthesis transforms run on
+    different devices (TF32 off on the GPU), so those may differ by a rounding. Without, both decoders
+    stop at the latent (what counting wrong decodes needs).
     """
     if device_codec.robust_entropy_supported:
         device_codec.set_entropy_path(path)
     with tgt.arithmetic(), full_fp32():
         data = device_codec.compress(x, knobs)
-        with synthesis_inputs(device_codec.backbone) as dev_latents:
-            x_dev = device_codec.decompress(data)
-    row = {"path": path, "bytes": len(data), "error": None}
+        if pixels:
+            with synthesis_inputs(device_codec.backbone) as dev_latents:
+                x_dev = device_codec.decompress(data)
+            dev_latent = dev_latents[-1]
+        else:
+            dev_latent = decoded_latent(device_codec, data)
+    row = {"path": path, "bytes": len(data), "error": None, "max_pixel_diff": None}
     try:
-        with synthesis_inputs(cpu_codec.backbone) as cpu_latents:
-            x_cpu = cpu_codec.decompress(data)
+        if pixels:
+            with synthesis_inputs(cpu_codec.backbone) as cpu_latents:
+                x_cpu = cpu_codec.decompress(data)
+            cpu_latent = cpu_latents[-1]
+            row["max_pixel_diff"] = int((to_8bit(x_dev) - to_8bit(x_cpu)).abs().max())
+        else:
+            cpu_latent = decoded_latent(cpu_codec, data)
     except Exception as exc:  # noqa: BLE001 - a desynchronised stream may fail anywhere in the decoder
-        row.update(error=f"{type(exc).__name__}: {exc}", latents_equal=False, max_latent_diff=math.inf,
-                   max_pixel_diff=255)
+        row.update(error=f"{type(exc).__name__}: {exc}", latents_equal=False, max_latent_diff=math.inf)
         return row
-    a, b = dev_latents[-1], cpu_latents[-1]
+    a, b = dev_latent, cpu_latent
     row["latents_equal"] = a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
     row["max_latent_diff"] = float((a.double() - b.double()).abs().max()) if a.shape == b.shape else math.inf
-    row["max_pixel_diff"] = int((to_8bit(x_dev) - to_8bit(x_cpu)).abs().max())
     return row
 
 
