@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_DIR ?= outputs/demo
 DOCKER_IMAGE ?= ctrlic:latest
 
-.PHONY: help install browser demo test test-slow golden lint bench replicate docker clean
+.PHONY: help install browser demo test test-slow test-gpu gpu-check golden lint bench replicate docker clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ browser:  ## headless Chromium for the report's browser test (Debian's package; 
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
 		|| echo "could not install chromium: tests/test_report.py's browser test will be skipped"
 
-test: install browser  ## the default test suite (fast, CPU)
+test: install browser  ## the default test suite (fast, CPU; the GPU suite is skipped, with the reason)
 	$(PY) -m pytest -q -rs
 
 test-slow: install  ## the long tests: paper-size models
@@ -39,6 +39,13 @@ test-slow: install  ## the long tests: paper-size models
 
 golden: install  ## regenerate tests/expected/ (golden bitstreams); only when a coder change is meant to move the bits
 	$(PY) -m tests.golden --write
+
+test-gpu: install  ## the GPU suite on one GPU (paper sizes) + the gloo DDP test; CTRLIC_TEST_DEVICE=cpu rehearses it
+	$(PY) -m pytest -q -rs -m gpu
+	$(PY) -m pytest -q -rs tests/test_ddp.py -k two_gloo_processes
+
+gpu-check:  ## scripts/gpu_check.sh OUT=DIR: wheels, GPU suite, GPU benchmarks, one JSON (no .venv needed)
+	scripts/gpu_check.sh $(or $(OUT),outputs/gpu_check)
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check ctrlic tests benchmarks run.py

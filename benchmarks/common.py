@@ -27,11 +27,27 @@ def machine_info() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        **{name: metadata.version(name) for name in VERSIONED},
-        "ctrlic_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                        text=True).stdout.strip(),
+        **{name: _version(name) for name in VERSIONED},
+        "ctrlic_commit": _commit(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def _commit() -> str | None:
+    """The checkout's short commit, None without git or a repository (e.g. a copied tree on a GPU machine)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def _version(name: str) -> str | None:
+    """The installed version of a package, None when it is not installed (e.g. imagecodecs on a GPU image)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def timed_round_trip(codec, x, knobs=None) -> tuple[bytes, object, float, float]:

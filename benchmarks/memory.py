@@ -121,6 +121,26 @@ def gpu_step_memory(codec_name: str, precision: str) -> dict:
             "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20}
 
 
+def _gpu_row(codec_name: str, precision: str) -> dict:
+    """``gpu_step_memory``, or the error that stopped it (one codec must not hide the others)."""
+    try:
+        return gpu_step_memory(codec_name, precision)
+    except Exception as exc:  # noqa: BLE001 - e.g. out of memory: recorded, the next codec still runs
+        torch.cuda.empty_cache()
+        return {"codec": codec_name, "precision": precision, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def gpu_markdown(rows: list[dict]) -> str:
+    """One Markdown line: peak GPU memory of a training step per codec, fp32 → bf16."""
+    peaks: dict[str, dict[str, str]] = {}
+    for r in rows:
+        value = f"{r['peak_gpu_mib'] / 1024:.1f}" if "peak_gpu_mib" in r else "failed"
+        peaks.setdefault(r["codec"], {})[r["precision"]] = value
+    parts = [f"{name} {p.get('fp32')} → {p.get('bf16')}" for name, p in peaks.items()]
+    return (f"Peak GPU memory of one training step (batch {GPU_BATCH}, {GPU_CROP}²), GiB fp32 → bf16: "
+            + "; ".join(parts))
+
+
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codecs", nargs="+", default=[n for n in BENCH_CODECS if n not in SLOW_CODECS],
@@ -128,6 +148,7 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--tile", type=int, default=0, help="code in tiles of this size (0: whole image)")
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--gpu", action="store_true", help="also the GPU training-step memory (paper sizes)")
+    parser.add_argument("--gpu-only", action="store_true", help="with --gpu: skip the CPU compress/decompress rows")
     parser.add_argument("--child", nargs=5, metavar=("CODEC", "SIZE", "OP", "STREAM", "TILE"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--name", default="memory")
@@ -138,7 +159,7 @@ def main(argv: list[str] | None = None):
         return None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for codec_name in args.codecs:
+        for codec_name in [] if args.gpu and args.gpu_only else args.codecs:
             for size in args.sizes:
                 stream = Path(tmp) / f"{codec_name}_{size}.bin"
                 for op in ("compress", "decompress"):
@@ -153,8 +174,9 @@ def main(argv: list[str] | None = None):
     if args.gpu:
         if not torch.cuda.is_available():
             raise SystemExit("--gpu: no CUDA device is available")
-        payload["gpu"] = [gpu_step_memory(name, precision) for name in PAPER_CODECS if name in args.codecs
+        payload["gpu"] = [_gpu_row(name, precision) for name in PAPER_CODECS if name in args.codecs
                           for precision in ("fp32", "bf16")]
+        payload["markdown"] = (payload["markdown"] + "; " if rows else "") + gpu_markdown(payload["gpu"])
     path = write_json(args.name, payload)
     print(f"results: {path}")
     return path

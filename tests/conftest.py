@@ -53,3 +53,29 @@ def calice_smoke_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("calice_smoke_run")
     run_cli("experiment=calice_stf", "debug=smoke", "data=demo", f"hydra.run.dir={out}")
     return out
+
+
+def _gpu_skip_reason(config) -> str | None:
+    """Why the ``gpu`` tests do not run here, or None when they do.
+
+    They run only when selected (``-m gpu``, as ``make test-gpu`` does) and either CUDA is there or
+    ``CTRLIC_TEST_DEVICE=cpu`` asks for their CPU rehearsal at tiny size. A skip is never a pass.
+    """
+    if "gpu" not in (config.getoption("markexpr") or "") or "not gpu" in config.getoption("markexpr"):
+        return "GPU suite: runs with `make test-gpu` (pytest -m gpu) on a CUDA machine"
+    if os.environ.get("CTRLIC_TEST_DEVICE", "cuda") == "cpu":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return ("needs CUDA: torch.cuda.is_available() is False on this machine "
+                "(CTRLIC_TEST_DEVICE=cpu rehearses these tests on the CPU at tiny size)")
+    return None
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    reason = _gpu_skip_reason(config) if gpu_items else None
+    if reason:
+        for item in gpu_items:
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from benchmarks import coding_overhead, memory, rate_control, run_all, run_replications, train_step
+from benchmarks import (
+    codec_time,
+    coding_overhead,
+    memory,
+    rate_control,
+    run_all,
+    run_replications,
+    train_step,
+)
 from benchmarks.codecs import BenchmarkInputError, build_bench_codec, knob_points, load_images, random_crops
 from ctrlic.codecs.control.base import KnobError
 from ctrlic.evaluation.references import load_reference_curves
@@ -74,6 +82,16 @@ def test_memory_child_reports_the_peak_and_the_tiling(tmp_path, monkeypatch):
     assert decoded["op"] == "decompress" and decoded["peak_rss_mib"] > 50
 
 
+def test_codec_time_decodes_the_exported_codec_on_the_cpu_like_the_device(crop64, tmp_path):
+    codec = build_bench_codec("cheng2020_attn+alpha_adapters")
+    result = codec_time.time_codec(codec, [("kodim01", crop64)], torch.device("cpu"), tmp_path)
+    (row,) = result["rows"]
+    assert result["entropy_path"] == "cpu64" and result["knobs"] == knob_points(codec, 3)[1]
+    assert row["bytes"] > 0 and min(row["encode_s"], row["decode_s"], row["cpu_decode_s"]) > 0
+    assert row["max_pixel_diff"] == 0  # one machine: the exported-and-loaded copy decodes the same pixels
+    assert (tmp_path / "codec.pt").is_file()
+
+
 def test_plain_and_lightning_loops_make_the_same_updates():
     codec = build_bench_codec("cheng2020_attn")
     data = train_step.loader(batch=2, crop=64, steps=3)
@@ -113,5 +131,5 @@ def test_replications_are_discovered_and_figures_are_named():
         run_replications.main(["--only", "no_such_method"])
     with pytest.raises(SystemExit):
         run_all.main(["--only", "no_such_figure"])
-    names = [name for name, _, _ in run_all.CPU_FIGURES]
+    names = [name for name, _, _ in run_all.CPU_FIGURES + run_all.GPU_FIGURES]
     assert len(names) == len(set(names))

@@ -84,6 +84,20 @@ def test_training_likelihood_is_a_probability_over_all_symbols():
     assert math.isclose(ll[:, 0].exp().sum().item(), 1.0, rel_tol=1e-4)
 
 
+def test_bf16_autocast_computes_the_mixture_likelihood_in_fp32():
+    model = tiny_mgcf()
+    x = kodak_crop(16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+        x_int = torch.round(x * 255)
+        patches, grid = scan.patchify(mixture.normalize(x_int), model.patch_size)
+        params = model.mixture_params(patches)
+    assert params.dtype == torch.bfloat16  # the network ran in bf16 ...
+    expected = mixture.log_likelihood(params.float(), torch.round((patches + 1) * 127.5), model.mixtures)
+    assert out["log_likelihoods"].dtype == torch.float32  # ... the likelihood maths in fp32, on its outputs
+    assert torch.equal(out["log_likelihoods"], scan.unpatchify(expected, grid, 16, 16))
+
+
 def test_lossless_module_lowers_bpsp_in_a_few_steps():
     codec = Codec(tiny_mgcf(), name="mgcf")
     module = LosslessModule(codec, lr=5e-3)

@@ -125,6 +125,19 @@ def test_training_forward_counts_the_coded_tokens():
     assert backbone.quantize.counts.sum().item() == tokens.numel()  # evaluation does not count
 
 
+def test_bf16_autocast_chooses_the_codewords_fp32_chooses():
+    codec = tiny_codec()
+    quantizer = codec.backbone.quantize
+    torch.manual_seed(1)
+    z = torch.randn(2, quantizer.embedding.weight.shape[1], 8, 8) * 1e-3  # the codebook's own scale
+    _, _, exact = quantizer(z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z_q, loss, indices = quantizer(z.bfloat16())
+    assert torch.equal(indices, quantizer(z.bfloat16().float())[2])
+    assert z_q.dtype == loss.dtype == torch.float32
+    assert (indices == exact).float().mean() > 0.5  # bf16 input rounding moves only some choices
+
+
 def test_mismatched_branch_widths_are_rejected():
     with pytest.raises(VQGANConfigError, match="same width"):
         VQGAN(ch=8, ch_mult=(1, 2, 4), num_groups=4)

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 
 import torch
+from compressai.entropy_models import EntropyModel
 from compressai.layers import MaskedConv2d
 from compressai.models import CompressionModel
 from torch import Tensor
@@ -21,6 +22,24 @@ def fp32(device_type: str) -> Iterator[None]:
     """Disable autocast so likelihoods and entropy parameters stay in float32 under bf16 training."""
     with torch.autocast(device_type=device_type, enabled=False):
         yield
+
+
+@contextlib.contextmanager
+def entropy_models_on_cpu(model: torch.nn.Module) -> Iterator[None]:
+    """Move the entropy models to the CPU for the block, then back to where each was.
+
+    Their CDF tables are then built by the CPU's arithmetic wherever the model lives: a table built on a
+    GPU can differ from the CPU decoder's in a rounded entry, and one such entry desynchronises the stream.
+    """
+    moved = [(m, m._quantized_cdf.device) for m in model.modules()
+             if isinstance(m, EntropyModel) and m._quantized_cdf.device.type != "cpu"]
+    for module, _ in moved:
+        module.cpu()
+    try:
+        yield
+    finally:
+        for module, device in moved:
+            module.to(device)
 
 
 class Backbone(CompressionModel):
@@ -55,7 +74,8 @@ class Backbone(CompressionModel):
         return dict(state)
 
     def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False) -> bool:
-        """Build the CDF tables; also zero the masked taps of masked convolutions.
+        """Build the CDF tables (on the CPU, see ``entropy_models_on_cpu``); also zero the masked taps of
+        masked convolutions.
 
         CompressAI's ``MaskedConv2d`` zeroes them in place on its first forward, which would
         change the weights fingerprint between two compressions; doing it here makes it stable.
@@ -64,7 +84,8 @@ class Backbone(CompressionModel):
             for module in self.modules():
                 if isinstance(module, MaskedConv2d):
                     module.weight.mul_(module.mask)
-        return super().update(scale_table=scale_table, force=force, update_quantiles=update_quantiles)
+        with entropy_models_on_cpu(self):
+            return super().update(scale_table=scale_table, force=force, update_quantiles=update_quantiles)
 
     def encode(self, x: Tensor) -> list[bytes]:
         """Entropy-code one padded image of shape (1, 3, H, W) into byte sections."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctrlic.codecs.backbones.base import Backbone
+from ctrlic.codecs.backbones.base import Backbone, fp32
 from ctrlic.codecs.bitstream import BitstreamError
 from ctrlic.codecs.entropy import bit_map
 from ctrlic.codecs.lossless import mixture, scan
@@ -113,7 +113,8 @@ class MGCF(Backbone):
         x_int = torch.round(x.clamp(0, 1) * 255)
         patches, grid = scan.patchify(mixture.normalize(x_int), self.patch_size)
         params = self.mixture_params(patches)
-        ll = mixture.log_likelihood(params, torch.round((patches + 1) * 127.5), self.mixtures)
+        with fp32(x.device.type):  # the mixture likelihood in fp32 under bf16 autocast (as coding computes it)
+            ll = mixture.log_likelihood(params.float(), torch.round((patches + 1) * 127.5), self.mixtures)
         ll = scan.unpatchify(ll, grid, h, w)
         return {"x_hat": x_int / 255, "likelihoods": {"x": ll.exp()}, "log_likelihoods": ll}
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ctrlic.codecs.backbones.base import Backbone
+from ctrlic.codecs.backbones.base import Backbone, fp32
 from ctrlic.codecs.backbones.grain_masks import (
     EntropySettings,
     check_router,
@@ -160,15 +160,19 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("counts", torch.zeros(n_embed, dtype=torch.int64))
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        b, c, h, w = z.shape
-        flat = z.permute(0, 2, 3, 1).reshape(-1, c)
-        codebook = self.embedding.weight
-        # ‖z‖² is the same for every codeword: argmin over ‖e‖² − 2⟨z, e⟩ in one fused op
-        dist = torch.addmm(codebook.pow(2).sum(1), flat, codebook.t(), alpha=-2)
-        indices = dist.argmin(1).view(b, h, w)
-        z_q = self.lookup(indices)
-        loss = torch.mean((z_q.detach() - z) ** 2) + self.beta * torch.mean((z_q - z.detach()) ** 2)
-        return z + (z_q - z).detach(), loss, indices
+        """Nearest codewords in fp32 also under bf16 autocast: the codeword distances differ by far less
+        than bf16 resolves, and coding (fp32) must choose the codewords training chose."""
+        with fp32(z.device.type):
+            z = z.float()
+            b, c, h, w = z.shape
+            flat = z.permute(0, 2, 3, 1).reshape(-1, c)
+            codebook = self.embedding.weight
+            # ‖z‖² is the same for every codeword: argmin over ‖e‖² − 2⟨z, e⟩ in one fused op
+            dist = torch.addmm(codebook.pow(2).sum(1), flat, codebook.t(), alpha=-2)
+            indices = dist.argmin(1).view(b, h, w)
+            z_q = self.lookup(indices)
+            loss = torch.mean((z_q.detach() - z) ** 2) + self.beta * torch.mean((z_q - z.detach()) ** 2)
+            return z + (z_q - z).detach(), loss, indices
 
     def lookup(self, indices: Tensor) -> Tensor:
         return self.embedding(indices).permute(0, 3, 1, 2)
