@@ -13,14 +13,12 @@ from ctrlic.codecs import bitstream
 from ctrlic.codecs.backbones.base import Backbone
 from ctrlic.codecs.control.base import ControlScheme, FixedRate
 from ctrlic.codecs.entropy import robust
-from ctrlic.codecs.tiling import check_tile, needs_tiling, tile_grid
+from ctrlic.codecs.finite import check_weights
+from ctrlic.codecs.layout import SIDE, TILE, check_decoded, check_layout
+from ctrlic.codecs.tiling import DEFAULT_MAX_PIXELS, check_pixels, check_tile, needs_tiling, tile_grid
 
 #: entropy-model tables rebuilt by ``update()``; excluded from the weights fingerprint
 CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
-#: header extras key: how many leading sections are the control scheme's side information
-SIDE = "side"
-#: header extras key: [tile size, sections per tile] of a tiled bitstream
-TILE = "tile"
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
@@ -46,6 +44,8 @@ class Codec(nn.Module):
         self.tile: int | None = None
         #: entropy-parameter path for encoding ("native" or "cpu64"); decoding follows the header
         self.entropy_path = "native"
+        #: most pixels of an image to code or decode (a header may declare no more)
+        self.max_pixels = DEFAULT_MAX_PIXELS
 
     @property
     def robust_entropy_supported(self) -> bool:
@@ -90,6 +90,7 @@ class Codec(nn.Module):
     def prepare(self) -> None:
         """Build the CDF tables and fingerprint the weights; done once before a batch of coding."""
         self.eval()
+        check_weights(self.backbone)
         self.backbone.update(force=True)
         self._fingerprint = self.weights_fingerprint()
 
@@ -113,6 +114,7 @@ class Codec(nn.Module):
             raise ValueError(f"compress takes one RGB image (3, H, W), got shape {tuple(x.shape)}")
         values = self.set_knobs(knobs)
         h, w = x.shape[-2:]
+        check_pixels(h, w, self.max_pixels)
         device = next(self.backbone.parameters()).device
         m = self.backbone.pad_multiple
         x = x.to(device)
@@ -149,6 +151,7 @@ class Codec(nn.Module):
         header, sections = bitstream.unpack(data, expect_codec=self.name,
                                             expect_config_hash=self.config_hash,
                                             expect_fingerprint=self.fingerprint)
+        check_layout(self, header, sections)
         values = self.set_knobs(header.knobs)
         n_side = int(header.extras.get(SIDE, 0))
         path = str(header.extras.get(robust.EXTRAS_KEY, "native"))
@@ -159,7 +162,7 @@ class Codec(nn.Module):
         self.control.decode_side(self.backbone, sections[:n_side], values)
         try:
             with self._entropy_path(path):
-                return self._decode_image(sections[n_side:], header)
+                return check_decoded(self._decode_image(sections[n_side:], header))
         finally:
             self.control.release(self.backbone)
 

@@ -2,6 +2,7 @@
 
 The grid is a pure function of (height, width, tile), so the container only records ``tile`` and the
 number of sections each tile wrote; the decoder rebuilds the same grid and pastes the tiles back.
+Whole images are bounded by a pixel limit, to code and to decode (what a header may declare).
 """
 
 from __future__ import annotations
@@ -10,9 +11,24 @@ from dataclasses import dataclass
 
 from ctrlic.errors import UserError
 
+#: most pixels of an image the codecs code or decode by default: 8192² (67 M; a 61 MP camera's photo
+#: fits), about 0.8 GB as float RGB; a header may declare no more. ``Codec.max_pixels`` / ``--max-pixels``.
+DEFAULT_MAX_PIXELS = 1 << 26
+
 
 class TilingError(UserError):
     """A tile size the codec cannot use; the message says which sizes work."""
+
+
+class PixelLimitError(UserError):
+    """An image larger than the configured pixel limit."""
+
+
+def check_pixels(height: int, width: int, limit: int, what: str = "the image") -> None:
+    """Refuse an image of more than ``limit`` pixels (the message says how to allow it)."""
+    if height * width > limit:
+        raise PixelLimitError(f"{what} is {width}x{height} = {height * width:,} pixels, more than the limit of "
+                              f"{limit:,}; raise the limit (ctrlic --max-pixels N) if this machine has the memory")
 
 
 @dataclass(frozen=True)

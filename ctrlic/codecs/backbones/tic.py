@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
-from ctrlic.codecs.backbones.base import Backbone, fp32
+from ctrlic.codecs.backbones.base import Backbone, check_hyperprior_sections, fp32
 from ctrlic.codecs.backbones.cheng import Cheng2020Attn
 from ctrlic.codecs.backbones.stf import Mlp, SwinBlock
 from ctrlic.codecs.backbones.swin import relative_position_index, shifted_window_mask
+from ctrlic.codecs.entropy import rans
 
 #: side of the causal context window and how many of its raster-ordered taps precede the centre
 CONTEXT_WINDOW = 5
@@ -144,6 +145,7 @@ class TIC(Backbone):
     forward = Cheng2020Attn.forward  # the same joint autoregressive + hyperprior forward, our modules
     encode = Cheng2020Attn.encode
     decode = Cheng2020Attn.decode
+    check_sections = Cheng2020Attn.check_sections
     _wavefronts = Cheng2020Attn._wavefronts
     _encode_y = Cheng2020Attn._encode_y
     _decode_y = Cheng2020Attn._decode_y
@@ -313,18 +315,21 @@ class TICHyperprior(Backbone):
     def encode(self, x: Tensor) -> list[bytes]:
         y = self.g_a(x)
         z = chain(self, "h_a", 4, y)
-        z_string = self.entropy_bottleneck.compress(z)[0]
-        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        z_string = rans.compress_bottleneck(self.entropy_bottleneck, z)
+        z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string, z.shape[-2:])
         scales, means = chain(self, "h_s", 4, z_hat).chunk(2, 1)
         indexes = self.gaussian_conditional.build_indexes(scales)
-        y_string = self.gaussian_conditional.compress(y, indexes, means=means)[0]
+        y_string = rans.compress_gaussian(self.gaussian_conditional, y, indexes, means)
         return [y_string, z_string]
+
+    def check_sections(self, sections: list[bytes], height: int, width: int) -> None:
+        check_hyperprior_sections(sections, height, width, self.M, self.entropy_bottleneck.channels)
 
     @torch.no_grad()
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
         y_string, z_string = sections
-        z_hat = self.entropy_bottleneck.decompress([z_string], (height // 64, width // 64))
+        z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string, (height // 64, width // 64))
         scales, means = chain(self, "h_s", 4, z_hat).chunk(2, 1)
         indexes = self.gaussian_conditional.build_indexes(scales)
-        y_hat = self.gaussian_conditional.decompress([y_string], indexes, means=means)
+        y_hat = rans.decompress_gaussian(self.gaussian_conditional, y_string, indexes, means)
         return self.g_s(y_hat).clamp_(0, 1)
