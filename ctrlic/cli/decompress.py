@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 from ctrlic.cli import console
 from ctrlic.cli.errors import CLIError, about
-from ctrlic.cli.files import atomic_write, read_bytes
+from ctrlic.cli.files import OutputBatch, read_bytes
 from ctrlic.cli.models import lookup, open_model
-from ctrlic.codecs.bitstream import read_header
-from ctrlic.datamodules.image_io import save_png
+from ctrlic.codecs.bitstream import Header, read_header
+from ctrlic.codecs.layout import check_bitstream
+from ctrlic.datamodules.image_io import ImageReadError, load_rgb8, save_png
 
 if TYPE_CHECKING:
     from ctrlic.codecs.codec import Codec
@@ -19,24 +20,51 @@ if TYPE_CHECKING:
 
 def _model_for(path: Path, data: bytes, args: argparse.Namespace, cache: dict[Path, Codec]) -> Codec:
     if args.model:
-        return open_model(args.model, cache)
-    header = read_header(data)
-    found = lookup(header.fingerprint)
-    if found is None:
-        raise CLIError(f"'{path}' was written by a {header.codec!r} model with weights {header.fingerprint.hex()}, "
-                       "which this machine has not used to compress; pass --model")
-    return open_model(found, cache)
+        codec = open_model(args.model, cache)
+    else:
+        header = read_header(data)
+        found = lookup(header.fingerprint)
+        if found is None:
+            raise CLIError(f"'{path}' was written by a {header.codec!r} model with weights "
+                           f"{header.fingerprint.hex()}, which this machine has not used to compress; pass --model")
+        codec = open_model(found, cache)
+    codec.max_pixels = args.max_pixels
+    return codec
+
+
+def _complete(path: Path, header: Header) -> bool:
+    """True when ``path`` is a whole image of the size the bitstream declares."""
+    try:
+        arr, _ = load_rgb8(path)
+    except ImageReadError:
+        return False
+    return arr.shape[:2] == (header.height, header.width)
 
 
 def run(args: argparse.Namespace) -> None:
     inputs, outputs = args.input_paths, args.output_paths
     cache: dict[Path, Codec] = {}
-    for src, dst in zip(console.each(inputs, "decompressing"), outputs, strict=True):
+    skip = set()
+    for src, dst in zip(inputs, outputs, strict=True):  # every file's layout, before the first is decoded
         data = read_bytes(src)
         try:
-            codec = _model_for(src, data, args, cache)
-            x_hat = codec.decompress(data)
+            header = check_bitstream(_model_for(src, data, args, cache), data)
         except ValueError as exc:
             raise about(src, exc) from None
-        atomic_write(dst, lambda tmp, x_hat=x_hat: save_png(x_hat, tmp))
-        console.say(f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}")
+        if args.skip_existing and dst.exists():
+            if not _complete(dst, header):
+                raise CLIError(f"output '{dst}' exists but is not a complete {header.width}x{header.height} image; "
+                               "pass --force to overwrite it, or move it away")
+            skip.add(dst)
+    with OutputBatch() as batch:
+        for src, dst in zip(console.each(inputs, "decompressing"), outputs, strict=True):
+            if dst in skip:
+                console.note(f"'{dst}' exists and is complete; skipped '{src}'")
+                continue
+            data = read_bytes(src)
+            try:
+                x_hat = _model_for(src, data, args, cache).decompress(data)
+            except ValueError as exc:
+                raise about(src, exc) from None
+            batch.write(dst, lambda tmp, x_hat=x_hat: save_png(x_hat, tmp))
+            console.say(f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}")
