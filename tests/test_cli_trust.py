@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from ctrlic.codecs import bitstream
+from ctrlic.codecs.build import load_codec
 from ctrlic.codecs.tiling import DEFAULT_MAX_PIXELS
 from ctrlic.datamodules.image_io import ImageReadError, load_rgb8, verify_image
 from tests.helpers_cli import (  # noqa: F401 - session fixtures
@@ -249,14 +250,21 @@ def test_eval_arguments_and_messages_speak_cli(scene):
 
 
 def _corrupt(src: Path, dst: Path, change) -> Path:
-    """A copy of an exported codec file with ``change(name, tensor)`` applied to its float weights."""
-    payload = torch.load(src, map_location="cpu", weights_only=True)
-    for name, tensor in payload["state_dict"].items():
+    """A codec file like ``src`` with ``change(name, tensor)`` applied to its float weights, written in the
+    codec file format as it is (``export_codec`` itself refuses damaged weights)."""
+    codec = load_codec(src)
+    state = {name: tensor.clone() for name, tensor in codec.backbone.state_dict().items()}
+    for name, tensor in state.items():
         if tensor.is_floating_point():
             change(name, tensor)
-    payload.pop("fingerprint", None)
-    torch.save(payload, dst)
-    return dst
+    try:
+        from ctrlic.codecs.codec_file import write_codec_file  # the safetensors codec file, where present
+    except ImportError:
+        from ctrlic.codecs.build import EXPORT_FORMAT
+
+        torch.save({"format": EXPORT_FORMAT, "arch": codec.arch, "state_dict": state}, dst)
+        return dst
+    return write_codec_file(dst, codec.arch, state, "")
 
 
 def test_damaged_weights_and_failed_writes_end_in_one_line(tmp_path, tmp_path_factory):
