@@ -38,8 +38,8 @@ def _seconds(fn, device: torch.device):
 
 def time_codec(codec: Codec, images: list[tuple[str, torch.Tensor]], device: torch.device, work_dir: Path) -> dict:
     """Per image: bytes, device encode/decode seconds, CPU decode seconds; the codec is exported first."""
-    if codec.robust_entropy_supported:
-        codec.set_entropy_path("cpu64")
+    if codec.backbone.robust_entropy:
+        codec.set_options(entropy_path="cpu64")
     cpu = load_codec(export_codec(codec, work_dir / "codec.pt"))
     points = knob_points(codec, 3)
     knobs = points[len(points) // 2]

@@ -56,7 +56,7 @@ def child(name: str, height: int, width: int, tile: int, paper: bool) -> dict:
     knobs = codec.control.sweep_points()[0] if codec.knobs else {}
     data, x_hat, encode, decode = timed_round_trip(codec, x, knobs)
     assert x_hat.shape == x.shape
-    return {"codec": name, "lossless": codec.lossless, "tile": codec.tile, "bpp": 8 * len(data) / (height * width),
+    return {"codec": name, "lossless": codec.lossless, "tile": codec.options.tile, "bpp": 8 * len(data) / (height * width),
             "encode_s": encode, "decode_s": decode, "peak_gib": _peak_gib()}
 
 

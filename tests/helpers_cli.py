@@ -4,10 +4,15 @@ once per session), a twin with other weights, test images in odd formats, and th
 from __future__ import annotations
 
 import functools
+import json
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -94,4 +99,96 @@ def odd_format_images(folder: Path) -> dict[str, Path]:
     for key, (image, name) in files.items():
         image.save(folder / name)
         out[key] = folder / name
+    return out
+
+
+#: runs ``ctrlic.cli.main`` once per argv list read from stdin (JSON) and prints each exit code and output
+_MANY = """
+import contextlib, io, json, sys
+from ctrlic.cli import main
+results = []
+for argv in json.load(sys.stdin):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    results.append({"argv": argv, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
+    print(json.dumps(results[-1]), flush=True)
+"""
+
+
+@dataclass
+class Outcome:
+    """What one ``ctrlic`` command did: exit code and output."""
+
+    argv: list[str]
+    code: int
+    stdout: str
+    stderr: str
+
+
+def ctrlic_many(calls: Sequence[Sequence[str | Path]], home: Path, timeout: int = 600, *,
+                data_limit: int | None = None, file_limit: int | None = None,
+                umask: int | None = None) -> list[Outcome]:
+    """Run many ``ctrlic`` commands through the real entry point ``ctrlic.cli.main``, one after another in ONE
+    fresh process (seconds instead of a process start each). ``data_limit`` caps its heap (RLIMIT_DATA),
+    ``file_limit`` the size of any file it writes (RLIMIT_FSIZE: writes beyond fail as on a full disk).
+
+    RLIMIT_DATA rather than RLIMIT_AS: importing torch alone maps about 3.2 GB of address space, so an
+    address-space cap low enough to catch a runaway allocation would stop the import itself.
+    """
+    def cap() -> None:
+        if data_limit is not None:
+            resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
+        if file_limit is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+        if umask is not None:
+            os.umask(umask)
+
+    env = {**os.environ, "CTRLIC_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    argvs = [[str(a) for a in call] for call in calls]
+    proc = subprocess.run([sys.executable, "-c", _MANY], input=json.dumps(argvs), capture_output=True, text=True,
+                          timeout=timeout, env=env, preexec_fn=cap)
+    done = [Outcome(**json.loads(line)) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and len(done) == len(argvs), (
+        f"the command process died (exit {proc.returncode}) after {len(done)} of {len(argvs)} commands, at "
+        f"{argvs[len(done)] if len(done) < len(argvs) else '-'}:\n{proc.stderr[-3000:]}")
+    return done
+
+
+def assert_one_error_line(outcome: Outcome, match: str) -> None:
+    """Exit code 2 and exactly one ``ctrlic: error:`` line on stderr that contains ``match``."""
+    lines = outcome.stderr.strip().splitlines()
+    assert outcome.code == 2, (outcome.argv, outcome.code, outcome.stderr)
+    assert len(lines) == 1 and lines[0].startswith("ctrlic: error: "), (outcome.argv, outcome.stderr)
+    assert match in lines[0], (outcome.argv, match, lines[0])
+
+
+#: one tiny codec of every backbone family (random weights: decoding is what these tests look at)
+FAMILIES = ("cheng2020_attn", "stf", "tcm", "tic", "tic_hyperprior", "mgcf", "vqgan")
+
+
+@functools.cache
+def family_codecs(root: Path) -> dict[str, dict[str, Path]]:
+    """Per family: the exported model, the bitstream of a 64×64 crop, and of a 64×128 crop in 64-pixel tiles."""
+    from omegaconf import OmegaConf
+
+    crop = to_tensor(load_rgb8(KODAK / "kodim01.png")[0])[:, 200:264, 300:428]
+    out = {}
+    for name in FAMILIES:
+        torch.manual_seed(0)
+        cfg = {**OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "backbone" / f"{name}.yaml")), "size": "tiny"}
+        codec = build_codec(cfg)
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {"model": export_codec(codec, folder / f"{name}.codec.pt")}
+        files["whole"] = folder / "whole.ctl"
+        files["whole"].write_bytes(codec.compress(crop[:, :, :64]))
+        codec.set_options(tile=64)
+        files["tiled"] = folder / "tiled.ctl"
+        files["tiled"].write_bytes(codec.compress(crop))
+        out[name] = files
     return out

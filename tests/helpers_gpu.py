@@ -437,8 +437,8 @@ def cross_decode(device_codec: Codec, cpu_codec: Codec, tgt: Target, x: Tensor, 
     different devices (TF32 off on the GPU), so those may differ by a rounding. Without, both decoders
     stop at the latent (what counting wrong decodes needs).
     """
-    if device_codec.robust_entropy_supported:
-        device_codec.set_entropy_path(path)
+    if device_codec.backbone.robust_entropy:
+        device_codec.set_options(entropy_path=path)
     with tgt.arithmetic(), full_fp32():
         data = device_codec.compress(x, knobs)
         if pixels:

@@ -60,7 +60,8 @@ def test_glob_that_matches_nothing(work, models):  # noqa: F811
 
 
 def test_existing_output_is_not_overwritten_without_force(work, models):  # noqa: F811
-    expect_error(work, "compress", work / "img.png", work / "existing.png", "--model", models["model"],
+    (work / "existing.ctl").write_bytes(b"keep me")
+    expect_error(work, "compress", work / "img.png", work / "existing.ctl", "--model", models["model"],
                  match="exists; pass --force")
 
 

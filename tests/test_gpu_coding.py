@@ -46,7 +46,7 @@ def test_gpu_encoded_images_decode_on_the_cpu(experiment, tmp_path):
     device_codec.prepare()
     assert device_codec.fingerprint == cpu_codec.fingerprint
     knobs = middle_knobs(cpu_codec)
-    robust = "cpu64" if cpu_codec.robust_entropy_supported else "native"
+    robust = "cpu64" if cpu_codec.backbone.robust_entropy else "native"
     rows = {p: [] for p in ENTROPY_PATHS if p == robust or p == "native"}
     for name, x in tgt.images(1 if experiment in ONE_IMAGE else None):
         for entropy_path in rows:

@@ -11,6 +11,9 @@ from rich.progress import Progress
 
 T = TypeVar("T")
 
+#: progress bars on screen (one at most); ``stop`` clears them when a batch ends early
+_active: list[Progress] = []
+
 
 def say(message: str) -> None:
     print(message, flush=True)
@@ -25,8 +28,19 @@ def each(items: Sequence[T], what: str) -> Iterator[T]:
     if len(items) <= 1:
         yield from items
         return
-    with Progress(console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task(what, total=len(items))
-        for item in items:
-            yield item
-            progress.advance(task)
+    # results stay on stdout when it is a pipe or file; on a terminal rich prints them above the bar
+    with Progress(console=Console(stderr=True), transient=True, redirect_stdout=sys.stdout.isatty()) as progress:
+        _active.append(progress)
+        try:
+            task = progress.add_task(what, total=len(items))
+            for item in items:
+                yield item
+                progress.advance(task)
+        finally:
+            _active.remove(progress)
+
+
+def stop() -> None:
+    """Take down a progress bar a failure or signal interrupted (it hides the terminal's cursor)."""
+    while _active:
+        _active.pop().stop()

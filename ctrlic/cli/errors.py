@@ -7,8 +7,16 @@ from __future__ import annotations
 
 from ctrlic.errors import UserError
 
-#: exit codes: a bug, bad input, interrupted (128 + SIGINT)
+#: exit codes: a bug, bad input, interrupted (128 + SIGINT; SIGTERM gives 128 + 15)
 EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is; exits with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.exit_code = 128 + signum
 
 
 class CLIError(UserError):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ctrlic.cli.errors import CLIError
-from ctrlic.cli.files import atomic_write
+from ctrlic.cli.files import OutputError, atomic_write, check_regular
 
 if TYPE_CHECKING:
     from ctrlic.codecs.codec import Codec
@@ -48,7 +48,7 @@ def remember(codec: Codec, source: Path) -> None:
     index[key] = value
     try:
         atomic_write(_index_path(), lambda tmp: tmp.write_text(json.dumps(index, indent=1, sort_keys=True)))
-    except OSError:
+    except (OSError, OutputError):
         pass
 
 
@@ -68,13 +68,18 @@ def open_model(source: str | Path, cache: dict[Path, Codec] | None = None, *, tr
         raise CLIError(f"model '{source}' does not exist; pass an exported codec file (.codec.safetensors) or a training checkpoint")
     if path.is_dir():
         raise CLIError(f"model '{source}' is a folder; pass an exported codec file or a checkpoint")
+    check_regular(path, "model")
     key = path.resolve()
     if cache is not None and key in cache:
         return cache[key]
     from ctrlic.codecs.checkpoint import PickleTrust  # torch and hydra: only once a model is needed
+    from ctrlic.codecs.finite import CodingRangeError
     from ctrlic.lightning_modules.checkpoint import open_codec
 
-    codec = open_codec(path, PickleTrust(trust_pickle, "--trust-pickle")).cpu().eval()
+    try:
+        codec = open_codec(path, PickleTrust(trust_pickle, "--trust-pickle")).cpu().eval()
+    except CodingRangeError as exc:
+        raise CLIError(f"model '{source}': {exc}") from None
     if cache is not None:
         cache[key] = codec
     return codec

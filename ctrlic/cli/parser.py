@@ -5,11 +5,33 @@ from __future__ import annotations
 import argparse
 
 from ctrlic.cli.knobs import RATIO_KNOBS, SHORTCUTS
+from ctrlic.codecs.tiling import DEFAULT_MAX_PIXELS
 
 #: default tile size in pixels (rounded up to the codec's padding multiple): bounds memory on large photos
 DEFAULT_TILE = 1024
 #: default relative tolerance of --bpp / --psnr, and the most encodes one search may spend
 DEFAULT_TOLERANCE, DEFAULT_MAX_ENCODES = 0.005, 20
+
+
+class _Once(argparse._StoreAction):
+    """``store`` that notes an option given twice with different values (``checks.arguments`` refuses it;
+    argparse would silently keep the last)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        given = namespace.__dict__.setdefault("given_options", {})
+        if self.dest in given and given[self.dest] != values:
+            namespace.__dict__.setdefault("conflicts", []).append(
+                f"{option_string} is given twice with different values ({given[self.dest]} and {values}); give it once")
+        given[self.dest] = values
+        setattr(namespace, self.dest, values)
+
+
+def _command(commands: argparse._SubParsersAction, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A sub-command whose single-value options refuse conflicting repeats."""
+    p = commands.add_parser(name, **kwargs)
+    p.register("action", None, _Once)
+    p.register("action", "store", _Once)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +59,18 @@ def _add_knob_options(parser: argparse.ArgumentParser) -> None:
                        help=f"granularity ratios: --set {fine}=F --set {medium}=M --set {coarse}=C")
 
 
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--force", action="store_true", help="overwrite existing outputs (never an input)")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="keep outputs that exist and are complete (continue an interrupted batch)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"largest image (width x height) to code or decode (default {DEFAULT_MAX_PIXELS:,} "
+                             "= 8192x8192); bounds the memory a file can claim")
+
+
 def _add_compress(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("compress", help="compress images into .ctl bitstreams",
+    p = _command(commands, "compress", help="compress images into .ctl bitstreams",
                             description="Compress images (files, folders, globs) with a trained model.")
     p.add_argument("inputs", nargs="+", metavar="IN", help="image file(s), folder(s) or glob(s)")
     p.add_argument("output", metavar="OUT", help="output file (one input) or folder (several)")
@@ -55,26 +87,26 @@ def _add_compress(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--entropy-path", choices=("auto", "native", "cpu64"), default="auto",
                    help="where entropy parameters are computed: cpu64 decodes the same on every device "
                         "(auto: cpu64 when the model has it)")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    _add_output_options(p)
     _add_trust_option(p)
     _add_knob_options(p)
     p.set_defaults(command_module="compress")
 
 
 def _add_decompress(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("decompress", help="decode .ctl bitstreams to PNG",
+    p = _command(commands, "decompress", help="decode .ctl bitstreams to PNG",
                             description="Decode bitstreams (files, folders, globs) to 8-bit RGB PNG.")
     p.add_argument("inputs", nargs="+", metavar="IN", help="bitstream file(s), folder(s) or glob(s)")
     p.add_argument("output", metavar="OUT.png", help="output PNG (one input) or folder (several)")
     p.add_argument("--model", help="the model that wrote them (default: the one `ctrlic compress` used "
                                    "with the same weights on this machine)")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    _add_output_options(p)
     _add_trust_option(p)
     p.set_defaults(command_module="decompress")
 
 
 def _add_info(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("info", help="describe a bitstream or a model file",
+    p = _command(commands, "info", help="describe a bitstream or a model file",
                             description="Describe a .ctl bitstream or an exported codec / checkpoint.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -83,7 +115,7 @@ def _add_info(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("eval", help="RD sweep of a model on a folder of images",
+    p = _command(commands, "eval", help="RD sweep of a model on a folder of images",
                             description="Code every image at the model's sweep knob values; write results.json, "
                                         "rd.png and per_image.csv (the same evaluation as the RD sweep).")
     p.add_argument("--model", required=True, help="exported codec file or ctrlic training checkpoint")

@@ -13,14 +13,19 @@ from ctrlic.codecs import bitstream
 from ctrlic.codecs.backbones.base import Backbone
 from ctrlic.codecs.control.base import ControlScheme, FixedRate
 from ctrlic.codecs.entropy import robust
-from ctrlic.codecs.tiling import check_tile, decode_tiles, encode_tiles, needs_tiling
+from ctrlic.codecs.finite import check_weights
+from ctrlic.codecs.layout import SIDE, TILE, check_bitstream, check_decoded
+from ctrlic.codecs.tiling import (
+    DEFAULT_MAX_PIXELS,
+    check_pixels,
+    check_tile,
+    decode_tiles,
+    encode_tiles,
+    needs_tiling,
+)
 
 #: entropy-model tables rebuilt by ``update()``; excluded from the weights fingerprint
 CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
-#: header extras key: how many leading sections are the control scheme's side information
-SIDE = "side"
-#: header extras key: [tile size, sections per tile] of a tiled bitstream
-TILE = "tile"
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
@@ -36,6 +41,7 @@ class CodingOptions:
 
     tile: int | None = None  # code images larger than this many pixels per side in independent tiles
     entropy_path: str = "native"  # where encoding computes means and scales: "native" or "cpu64"
+    max_pixels: int = DEFAULT_MAX_PIXELS  # most pixels of an image to code or decode (a header may declare no more)
 
     def checked(self, backbone: Backbone) -> CodingOptions:
         """These options, validated for ``backbone``."""
@@ -103,6 +109,7 @@ class Codec(nn.Module):
     def prepare(self) -> None:
         """Build the CDF tables and fingerprint the learned weights; done once before a batch of coding."""
         self.eval()
+        check_weights(self.backbone)
         self.backbone.update(force=True)
         state = {k: v for k, v in self.backbone.state_dict().items() if not k.endswith(CDF_BUFFERS)}
         self._fingerprint = bitstream.weights_fingerprint(state)
@@ -123,6 +130,7 @@ class Codec(nn.Module):
             raise ValueError(f"compress takes one RGB image (3, H, W), got shape {tuple(x.shape)}")
         values = self.set_knobs(knobs)
         h, w = x.shape[-2:]
+        check_pixels(h, w, self.options.max_pixels)
         m, tile, path = self.backbone.pad_multiple, self.options.tile, self.options.entropy_path
         x = x.to(next(self.backbone.parameters()).device)
         extras = {}
@@ -149,8 +157,7 @@ class Codec(nn.Module):
         """Decode a bitstream (bytes, or ``bitstream.parse``'s result) written by this codec with these
         weights; returns (1, 3, H, W)."""
         header, sections = bitstream.parse(data) if isinstance(data, bytes | bytearray) else data
-        bitstream.check_origin(header, expect_codec=self.name, expect_config_hash=self.config_hash,
-                               expect_fingerprint=self.fingerprint)
+        check_bitstream(self, header, sections)
         values = self.set_knobs(header.knobs)
         n_side = int(header.extras.get(SIDE, 0))
         path = str(header.extras.get(robust.EXTRAS_KEY, "native"))
@@ -161,7 +168,7 @@ class Codec(nn.Module):
         self.control.decode_side(sections[:n_side], values)
         try:
             with robust.entropy_path(self.backbone, path):
-                return self._decode_image(sections[n_side:], header)
+                return check_decoded(self._decode_image(sections[n_side:], header))
         finally:
             self.control.release()
 

@@ -14,6 +14,7 @@ import constriction
 import numpy as np
 
 from ctrlic.codecs.bitstream import BitstreamError
+from ctrlic.codecs.lossless.coder import CONSTRICTION_ERRORS
 
 
 class HuffmanError(BitstreamError):
@@ -170,10 +171,15 @@ def _decode_adaptive(data: bytes, valid: np.ndarray) -> np.ndarray:
     for pos in np.flatnonzero(valid.reshape(-1)).tolist():
         row, col = pos // width, pos % width
         ctx = _context_of(mask, row, col)
-        bit = int(decoder.decode(model, np.array([ones[ctx] / total[ctx]]))[0])
+        try:
+            bit = int(decoder.decode(model, np.array([ones[ctx] / total[ctx]]))[0])
+        except CONSTRICTION_ERRORS as exc:
+            raise HuffmanError(f"corrupt mask stream ({exc})") from None
         mask[row, col] = bool(bit)
         ones[ctx] += bit
         total[ctx] += 1
+    if not decoder.maybe_exhausted():
+        raise HuffmanError("corrupt mask stream: data left after the last cell")
     return mask
 
 
@@ -208,17 +214,29 @@ def decode_mask(data: bytes, valid: np.ndarray) -> np.ndarray:
     tag, body = data[0], data[1:]
     if tag == RAW:
         n = int(valid.sum())
+        if len(body) != -(-n // 8):
+            raise HuffmanError(f"raw mask stream of {len(body)} bytes for {n} cells (expected {-(-n // 8)})")
         stream = _bytes_to_bits(body)
-        if len(stream) < n:
-            raise HuffmanError(f"truncated mask stream: {len(stream)} of {n} bits")
         mask = np.zeros(valid.shape, dtype=bool)
         mask[valid] = np.frombuffer(stream[:n].encode(), dtype=np.uint8) == ord("1")
         return mask
     if tag == ADAPTIVE:
         return _decode_adaptive(body, valid)
     if tag in (ALL_ZERO, ALL_ONE):
+        if body:
+            raise HuffmanError(f"constant mask stream with {len(body)} bytes after its tag")
         return valid & (tag == ALL_ONE)
     raise HuffmanError(f"unknown mask coding method {tag} in the bitstream")
+
+
+def check_mask_section(data: bytes, cells: int, what: str) -> None:
+    """Refuse, before decoding, a mask section that cannot code at most ``cells`` cells."""
+    if not data or data[0] not in METHOD_NAMES:
+        raise HuffmanError(f"{what} mask section is empty or names no known coding method")
+    most = {RAW: 1 + -(-cells // 8), ADAPTIVE: 1 + 4 * (cells + 2), ALL_ZERO: 1, ALL_ONE: 1}[data[0]]
+    if len(data) > most or (data[0] == ADAPTIVE and (len(data) - 1) % 4):
+        raise HuffmanError(f"{what} mask section of {len(data)} bytes cannot code {cells} cells "
+                           f"({METHOD_NAMES[data[0]]}, at most {most} bytes)")
 
 
 def mask_method(data: bytes) -> str:

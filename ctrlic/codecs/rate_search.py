@@ -57,7 +57,7 @@ class SearchResult:
         return abs(self.value - self.target) / abs(self.target)
 
 
-def _check(codec: Codec, metric: str, target: float) -> None:
+def _check(codec: Codec, metric: str, target: float, tolerance: float) -> None:
     if metric not in TARGET_METRICS:
         raise RateSearchError(f"unknown target metric {metric!r}; choose one of {', '.join(TARGET_METRICS)}")
     if codec.lossless:
@@ -66,8 +66,10 @@ def _check(codec: Codec, metric: str, target: float) -> None:
     if not codec.knobs:
         raise RateSearchError(f"{codec.name} is a fixed-rate codec (no knobs): it cannot aim at a target "
                               f"{metric}; use a codec trained with a control scheme")
-    if not target > 0:
-        raise RateSearchError(f"the target {metric} must be positive, got {target:g}")
+    if not (math.isfinite(target) and target > 0):
+        raise RateSearchError(f"the target {metric} must be a finite number above 0, got {target:g}")
+    if not (math.isfinite(tolerance) and tolerance > 0):
+        raise RateSearchError(f"the tolerance must be a finite number above 0, got {tolerance:g}")
 
 
 def search_target(codec: Codec, x: Tensor, target: float, *, metric: str = "bpp",
@@ -79,7 +81,7 @@ def search_target(codec: Codec, x: Tensor, target: float, *, metric: str = "bpp"
     relative error is within ``tolerance`` or after ``max_encodes`` encodes, and returns the probe
     closest to the target. Outside the path's range the nearest end is returned with a message.
     """
-    _check(codec, metric, target)
+    _check(codec, metric, target, tolerance)
     if x.dim() == 3:
         x = x[None]
     try:

@@ -2,6 +2,7 @@
 
 The grid is a pure function of (height, width, tile), so the container only records ``tile`` and the
 number of sections each tile wrote; the decoder rebuilds the same grid and pastes the tiles back.
+Whole images are bounded by a pixel limit, to code and to decode (what a header may declare).
 """
 
 from __future__ import annotations
@@ -11,12 +12,26 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ctrlic.codecs.bitstream import BitstreamError
 from ctrlic.errors import UserError
+
+#: most pixels of an image the codecs code or decode by default: 8192² (67 M; a 61 MP camera's photo
+#: fits), about 0.8 GB as float RGB; a header may declare no more. ``CodingOptions.max_pixels`` / ``--max-pixels``.
+DEFAULT_MAX_PIXELS = 1 << 26
 
 
 class TilingError(UserError):
     """A tile size the codec cannot use; the message says which sizes work."""
+
+
+class PixelLimitError(UserError):
+    """An image larger than the configured pixel limit."""
+
+
+def check_pixels(height: int, width: int, limit: int, what: str = "the image") -> None:
+    """Refuse an image of more than ``limit`` pixels (the message says how to allow it)."""
+    if height * width > limit:
+        raise PixelLimitError(f"{what} is {width}x{height} = {height * width:,} pixels, more than the limit of "
+                              f"{limit:,}; raise the limit (ctrlic --max-pixels N) if this machine has the memory")
 
 
 @dataclass(frozen=True)
@@ -62,11 +77,10 @@ def encode_tiles(encode: Callable[[Tensor], list[bytes]], x: Tensor, tile: int) 
 
 def decode_tiles(decode: Callable[[list[bytes], int, int], Tensor], sections: list[bytes], height: int,
                  width: int, tile: int, per_tile: int, out: Tensor) -> Tensor:
-    """Fill ``out`` (1, 3, H, W) tile by tile; ``decode(sections, h, w)`` returns one tile's pixels."""
-    grid = tile_grid(height, width, tile)
-    if per_tile < 1 or len(sections) != per_tile * len(grid):
-        raise BitstreamError(f"tiled bitstream has {len(sections)} image sections, expected {per_tile} for each of "
-                          f"{len(grid)} tiles; the file is corrupted")
-    for i, t in enumerate(grid):
+    """Fill ``out`` (1, 3, H, W) tile by tile; ``decode(sections, h, w)`` returns one tile's pixels.
+
+    The section count was checked against the grid before anything was decoded (``layout.check_layout``).
+    """
+    for i, t in enumerate(tile_grid(height, width, tile)):
         t.crop(out)[...] = decode(sections[i * per_tile : (i + 1) * per_tile], t.height, t.width)
     return out

@@ -6,8 +6,11 @@ and the conversion is reported as a short note rather than done silently.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -95,26 +98,58 @@ def _decode(im: Image.Image) -> tuple[np.ndarray, list[str]]:
     return np.array(im.convert("RGB")), notes
 
 
-def load_rgb8(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
+@contextlib.contextmanager
+def _open(path: str | os.PathLike, max_pixels: int | None) -> Iterator[Image.Image]:
+    """Pillow's lazy image of a regular file (a pipe or device is refused, never waited on or read),
+    refused above ``max_pixels`` from its header alone; ``max_pixels`` replaces Pillow's own bomb check."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageReadError(path, "not a regular file (a pipe, device or socket); give an image file")
+        bomb_limit = Image.MAX_IMAGE_PIXELS
+        if max_pixels is not None:
+            Image.MAX_IMAGE_PIXELS = None
+        try:
+            with Image.open(f) as im:
+                if max_pixels is not None and im.width * im.height > max_pixels:
+                    raise ImageReadError(path, f"{im.width}x{im.height} = {im.width * im.height:,} pixels, more "
+                                               f"than the limit of {max_pixels:,}; raise it (ctrlic --max-pixels N) "
+                                               "if this machine has the memory")
+                yield im
+        finally:
+            Image.MAX_IMAGE_PIXELS = bomb_limit
+
+
+def load_rgb8(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:
     """Decode an image fully as an HxWx3 uint8 array; the note says what was converted (None: nothing).
 
     Handles grayscale, palette (with or without transparency), alpha, CMYK, 1-bit and 16-bit files,
-    and applies the EXIF orientation. Alpha is dropped (not composited). Unreadable, truncated or
-    non-image files raise :class:`ImageReadError`.
+    and applies the EXIF orientation. Alpha is dropped (not composited); of an animated or multi-page
+    file the first frame is kept, and the note says so. Unreadable, truncated, non-image or non-regular
+    files, and images of more than ``max_pixels`` pixels, raise :class:`ImageReadError`.
     """
     try:
-        with Image.open(path) as im:
+        with _open(path, max_pixels) as im:
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                im.seek(0)
             arr, notes = _decode(im)
+    except ImageReadError:
+        raise
     except _PIL_ERRORS as err:
         raise ImageReadError(path, _why(err)) from err
+    if frames > 1:
+        notes.append(f"coded the first of its {frames} frames (animated or multi-page file)")
     return arr, "; ".join(notes) or None
 
 
-def verify_image(path: str | os.PathLike) -> None:
+def verify_image(path: str | os.PathLike, max_pixels: int | None = None) -> None:
     """Cheap integrity check without decoding pixels (Pillow's ``verify``); raises ImageReadError."""
     try:
-        with Image.open(path) as im:
+        with _open(path, max_pixels) as im:
             im.verify()
+    except ImageReadError:
+        raise
     except _PIL_ERRORS as err:
         raise ImageReadError(path, _why(err)) from err
 

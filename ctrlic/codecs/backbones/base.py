@@ -8,13 +8,16 @@ checkpoint layout), ``lossless`` and ``adaptation_tile`` (per-image adaptation).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from compressai.entropy_models import EntropyModel
 from compressai.layers import MaskedConv2d
 from compressai.models import CompressionModel
 from torch import Tensor
+
+from ctrlic.codecs.bitstream import BitstreamError
+from ctrlic.codecs.entropy import rans
 
 
 @contextlib.contextmanager
@@ -102,3 +105,18 @@ class Backbone(CompressionModel):
     def decompress(self, strings: list[list[bytes]], shape: tuple[int, int]) -> dict:
         """``decode`` in CompressAI's convention (see ``compress``)."""
         return {"x_hat": self.decode([s[0] for s in strings], *shape)}
+
+    def check_sections(self, sections: Sequence[bytes], height: int, width: int) -> None:
+        """Refuse (BitstreamError), before anything is decoded, sections that cannot be this backbone's
+        code of a padded image of this size: their number, and each length against the latent it must hold."""
+        raise NotImplementedError
+
+
+def check_hyperprior_sections(sections: Sequence[bytes], height: int, width: int, y_channels: int,
+                              z_channels: int) -> None:
+    """The hyperprior layout: ``[y, z]``, rANS streams of y at stride 16 and z at stride 64."""
+    if len(sections) != 2:
+        raise BitstreamError(f"this codec writes 2 image sections (y, z), the file has {len(sections)}; "
+                             "it is corrupted or from another codec")
+    rans.check_stream(sections[0], y_channels * (height // 16) * (width // 16), "y")
+    rans.check_stream(sections[1], z_channels * (height // 64) * (width // 64), "z")

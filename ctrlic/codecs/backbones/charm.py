@@ -12,13 +12,12 @@ import contextlib
 from collections.abc import Callable, Sequence
 
 import torch
-from compressai.ans import RansDecoder, RansEncoder
 from compressai.layers import conv3x3
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-from ctrlic.codecs.backbones.base import Backbone, fp32
-from ctrlic.codecs.entropy import bit_map
+from ctrlic.codecs.backbones.base import Backbone, check_hyperprior_sections, fp32
+from ctrlic.codecs.entropy import bit_map, rans
 from ctrlic.codecs.entropy.robust import parameter_space
 
 #: (slice index, mean, scale) -> the quantised slice before the latent residual prediction
@@ -53,6 +52,8 @@ class ChannelAutoregressive(Backbone):
 
     num_slices: int
     max_support_slices: int
+    #: channels of y (all slices together)
+    M: int
     #: downsampling from the image to z
     z_stride: int = 64
     #: the modules that map ẑ and decoded slices to means and scales (moved as a whole by cpu64)
@@ -113,10 +114,6 @@ class ChannelAutoregressive(Backbone):
         x_hat = self.synthesis(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": torch.cat(y_likelihoods, dim=1), "z": z_likelihoods}}
 
-    def _cdf_tables(self) -> tuple[list, list, list]:
-        gc = self.gaussian_conditional
-        return gc.quantized_cdf.tolist(), gc.cdf_length.tolist(), gc.offset.tolist()
-
     @torch.no_grad()
     def encode(self, x: Tensor) -> list[bytes]:
         """Sections ``[y_string, z_string]``; all y slices share one rANS stream, slice by slice."""
@@ -127,39 +124,43 @@ class ChannelAutoregressive(Backbone):
             gc = self.gaussian_conditional
             table = gc.scale_table
             y, z = y.float(), z.float()
-            z_string = self.entropy_bottleneck.compress(z)[0]
+            z_string = rans.compress_bottleneck(self.entropy_bottleneck, z)
             bit_map.record_bottleneck("z", self.entropy_bottleneck, z)  # bit-allocation map (no-op unless recording)
-            z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:]).to(table.device, table.dtype)
+            z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string, z.shape[-2:])
             y_slices = y.to(table.device, table.dtype).chunk(self.num_slices, dim=1)
 
             def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
                 q = gc.quantize(y_slices[i], "symbols", mu)
-                symbols.append(q.flatten())
-                indexes.append(gc.build_indexes(scale).flatten())
-                bit_map.record_rans("y", gc, q, indexes[-1].view_as(q))
+                symbols.append(q)
+                indexes.append(gc.build_indexes(scale))
+                bit_map.record_rans("y", gc, q, indexes[-1])
                 return gc.dequantize(q, mu)
 
-            self._slices(z_hat, code)
-        y_string = RansEncoder().encode_with_indexes(
-            torch.cat(symbols).tolist(), torch.cat(indexes).tolist(), *self._cdf_tables())
-        return [y_string, z_string]
+            self._slices(z_hat.to(table.device, table.dtype), code)
+            tables = rans.tables_of(gc)
+        return [rans.encode(symbols, indexes, tables, "y"), z_string]
+
+    def check_sections(self, sections: list[bytes], height: int, width: int) -> None:
+        check_hyperprior_sections(sections, height, width, self.M, self.entropy_bottleneck.channels)
 
     @torch.no_grad()
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
         y_string, z_string = sections
-        tables = self._cdf_tables()
-        decoder = RansDecoder()
-        decoder.set_stream(y_string)
         device = self.entropy_bottleneck.quantiles.device
+        y_h, y_w = height // 16, width // 16
+        decoder = rans.StreamDecoder(y_string, self.M * y_h * y_w, "y")
 
         def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
-            values = decoder.decode_stream(gc.build_indexes(scale).flatten().tolist(), *tables)
+            values = decoder.decode(gc.build_indexes(scale).flatten().tolist(), *tables)
             q = torch.tensor(values, dtype=torch.int32, device=mu.device).reshape(mu.shape)
             return gc.dequantize(q, mu)
 
         with fp32(device.type), self._parameter_space():
             gc = self.gaussian_conditional
+            tables = rans.tables_of(gc)
             table = gc.scale_table
-            z_hat = self.entropy_bottleneck.decompress([z_string], (height // self.z_stride, width // self.z_stride))
+            z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string,
+                                               (height // self.z_stride, width // self.z_stride))
             y_hat = self._slices(z_hat.to(table.device, table.dtype), code)
+        decoder.check_end()
         return self.synthesis(y_hat.to(device, torch.float32)).clamp_(0, 1)

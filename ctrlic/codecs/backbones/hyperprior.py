@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ctrlic.codecs.backbones.base import Backbone, fp32
-from ctrlic.codecs.entropy import bit_map
+from ctrlic.codecs.backbones.base import Backbone, check_hyperprior_sections, fp32
+from ctrlic.codecs.entropy import bit_map, rans
 
 
 class MeanScaleCoder(Backbone):
@@ -32,20 +32,23 @@ class MeanScaleCoder(Backbone):
     def encode(self, x: Tensor) -> list[bytes]:
         y = self.g_a(x)
         z = self.h_a(y)
-        z_string = self.entropy_bottleneck.compress(z)[0]
+        z_string = rans.compress_bottleneck(self.entropy_bottleneck, z)
         bit_map.record_bottleneck("z", self.entropy_bottleneck, z)  # bit-allocation map (no-op unless recording)
-        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string, z.shape[-2:])
         scales, means = self.h_s(z_hat).chunk(2, 1)
         indexes = self.gaussian_conditional.build_indexes(scales)
-        y_string = self.gaussian_conditional.compress(y, indexes, means=means)[0]
+        y_string = rans.compress_gaussian(self.gaussian_conditional, y, indexes, means)
         bit_map.record_gaussian("y", self.gaussian_conditional, y, indexes, means)
         return [y_string, z_string]
+
+    def check_sections(self, sections: list[bytes], height: int, width: int) -> None:
+        check_hyperprior_sections(sections, height, width, self.M, self.entropy_bottleneck.channels)
 
     @torch.no_grad()
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
         y_string, z_string = sections
-        z_hat = self.entropy_bottleneck.decompress([z_string], (height // 64, width // 64))
+        z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string, (height // 64, width // 64))
         scales, means = self.h_s(z_hat).chunk(2, 1)
         indexes = self.gaussian_conditional.build_indexes(scales)
-        y_hat = self.gaussian_conditional.decompress([y_string], indexes, means=means)
+        y_hat = rans.decompress_gaussian(self.gaussian_conditional, y_string, indexes, means)
         return self.g_s(y_hat).clamp_(0, 1)

@@ -21,7 +21,7 @@ from ctrlic.codecs.bitstream import BitstreamError
 from ctrlic.codecs.entropy import bit_map
 from ctrlic.codecs.lossless import mixture, scan
 from ctrlic.codecs.lossless.cci import CachedScan, single_thread
-from ctrlic.codecs.lossless.coder import Decoder, Encoder
+from ctrlic.codecs.lossless.coder import Decoder, Encoder, stream_bounds
 
 
 class MaskedConv(nn.Conv2d):
@@ -162,13 +162,22 @@ class MGCF(Backbone):
             state.write(step, torch.from_numpy(np.where(keep[..., None], pixels[:, rows, cols], -1)))
         return [coder.finish()]
 
+    def check_sections(self, sections: list[bytes], height: int, width: int) -> None:
+        if len(sections) != 1:
+            raise BitstreamError(f"an MGCF bitstream has one image section, this one has {len(sections)}")
+        least, most = stream_bounds(3 * height * width, 256, self.precision)
+        size = len(sections[0])
+        if size % 4 or not least <= size <= most:
+            raise BitstreamError(f"the image section is {size} bytes; a lossless {width}x{height} image takes "
+                                 f"{least} to {most} bytes in whole 32-bit words: the file is corrupted or "
+                                 "its declared size is wrong")
+
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
         with torch.no_grad(), single_thread():
             return self._on_cpu()._decode(sections, height, width)
 
     def _decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
-        if len(sections) != 1:
-            raise BitstreamError(f"an MGCF bitstream has one image section, this one has {len(sections)}")
+        self.check_sections(sections, height, width)
         state, valid = self._plan(height, width)
         n, p = valid.shape[0], self.patch_size
         pixels = np.full((n, p, p, 3), -1, dtype=np.int64)
@@ -186,6 +195,7 @@ class MGCF(Backbone):
             group[keep] = symbols
             pixels[:, rows, cols] = group
             state.write(step, torch.from_numpy(group))
+        coder.check_end()
         x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
         _, grid = scan.patchify(torch.zeros(1, 1, height, width), p)
         return scan.unpatchify(x, grid, height, width) / 255

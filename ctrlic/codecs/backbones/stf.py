@@ -150,7 +150,7 @@ class SymmetricalTransFormer(ChannelAutoregressive):
             raise ValueError(f"STF has 4 stages (stride 16); got depths={list(depths)}, num_heads={list(num_heads)}")
         e = embed_dim
         M, Z = 8 * e, 4 * e
-        self.num_slices = num_slices
+        self.M, self.num_slices = M, num_slices
         self.max_support_slices = num_slices // 2 if max_support_slices is None else max_support_slices
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
 

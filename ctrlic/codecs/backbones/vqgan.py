@@ -38,7 +38,7 @@ from ctrlic.codecs.backbones.vqgan_blocks import (
 )
 from ctrlic.codecs.bitstream import BitstreamError
 from ctrlic.codecs.entropy import bit_map
-from ctrlic.codecs.huffman import HuffmanCode, decode_mask, encode_mask
+from ctrlic.codecs.huffman import HuffmanCode, check_mask_section, decode_mask, encode_mask
 from ctrlic.errors import UserError
 
 #: prefixes of the codec's weights in the official checkpoint (``loss.*`` is the discriminator)
@@ -287,10 +287,27 @@ class VQGAN(Backbone):
             bit_map.record_cells(f"indices_{factor}", self.huffman.lengths[tokens.numpy()], grain[0, 0].cpu().numpy())
         return streams
 
-    def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
+    def check_sections(self, sections: list[bytes], height: int, width: int) -> None:
+        """Five sections; the masks' lengths against the grid, the indices' against 1 to 16 tokens per
+        coarse cell (all coarse … all fine) at the code's shortest and longest word."""
         if len(sections) != len(SECTIONS):
             raise BitstreamError(f"a vqgan bitstream has {len(SECTIONS)} sections ({', '.join(SECTIONS)}), "
                                  f"got {len(sections)}; the file is corrupted or from another codec")
+        cells = (height // self.pad_multiple) * (width // self.pad_multiple)
+        check_mask_section(sections[0], cells, "coarse")
+        check_mask_section(sections[1], 4 * cells, "medium")
+        lengths = self.huffman.lengths
+        least, most = -(-cells * int(lengths.min()) // 8), -(-16 * cells * int(lengths.max()) // 8) + 3
+        size = sum(len(s) for s in sections[2:])
+        if size < least:
+            raise BitstreamError(f"the index sections hold {size} bytes, fewer than the {least} a {width}x{height} "
+                                 "image takes: the file is truncated or its declared size is wrong")
+        if size > most:
+            raise BitstreamError(f"the index sections hold {size} bytes, more than the {most} a {width}x{height} "
+                                 "image can take: the file is corrupted or its declared size is wrong")
+
+    def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
+        self.check_sections(sections, height, width)
         g = self.pad_multiple
         mask_c = decode_mask(sections[0], np.ones((height // g, width // g), dtype=bool))
         covered = np.kron(mask_c, np.ones((2, 2), dtype=bool))
@@ -299,7 +316,11 @@ class VQGAN(Backbone):
         device = self.quantize.embedding.weight.device
         grid = torch.zeros(height * 4 // g, width * 4 // g, dtype=torch.int64)
         for mask, section, factor in zip((mask_c, mask_m, mask_f), sections[2:], (4, 2, 1), strict=True):
-            tokens = torch.from_numpy(self.huffman.decode(section, int(mask.sum())))
+            symbols = self.huffman.decode(section, int(mask.sum()))
+            if len(section) != -(-self.huffman.bits(symbols) // 8):
+                raise BitstreamError(f"an index section of {len(section)} bytes holds {len(symbols)} tokens in "
+                                     f"{self.huffman.bits(symbols)} bits: the file is corrupted")
+            tokens = torch.from_numpy(symbols)
             level = torch.zeros(mask.shape, dtype=torch.int64)
             level[torch.from_numpy(mask)] = tokens
             full = level.repeat_interleave(factor, 0).repeat_interleave(factor, 1)

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from compressai.ans import RansDecoder, RansEncoder
 from torch import Tensor
 
-from ctrlic.codecs.backbones.base import Backbone, fp32
-from ctrlic.codecs.entropy import bit_map
+from ctrlic.codecs.backbones.base import Backbone, check_hyperprior_sections, fp32
+from ctrlic.codecs.entropy import bit_map, rans
 from ctrlic.codecs.entropy.robust import coding_tensor, parameter_space
 
 KERNEL = 5
@@ -65,9 +64,9 @@ class WavefrontCoder(Backbone):
     def encode(self, x: Tensor) -> list[bytes]:
         y = self.g_a(x)
         z = self.h_a(y)
-        z_string = self.entropy_bottleneck.compress(z)[0]
+        z_string = rans.compress_bottleneck(self.entropy_bottleneck, z)
         bit_map.record_bottleneck("z", self.entropy_bottleneck, z)  # bit-allocation map (no-op unless recording)
-        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string, z.shape[-2:])
         with parameter_space(self):
             return self._encode_y(coding_tensor(self, y[0]), self._hyper(coding_tensor(self, z_hat))) + [z_string]
 
@@ -81,24 +80,19 @@ class WavefrontCoder(Backbone):
             scales, means = self._gaussian_params(y_hat, params, rows, cols, ctx)
             y_q = torch.round(y[:, rows, cols] - means)
             y_hat[:, rows + PAD, cols + PAD] = y_q + means
-            symbols.append(y_q.int().flatten())
-            indexes.append(self.gaussian_conditional.build_indexes(scales).flatten())
-            bit_map.record_rans("y", self.gaussian_conditional, symbols[-1], indexes[-1], (rows, cols), (height, width))
-        gc = self.gaussian_conditional
-        y_string = RansEncoder().encode_with_indexes(
-            torch.cat(symbols).tolist(),
-            torch.cat(indexes).tolist(),
-            gc.quantized_cdf.tolist(),
-            gc.cdf_length.tolist(),
-            gc.offset.tolist(),
-        )
-        return [y_string]
+            symbols.append(y_q)
+            indexes.append(self.gaussian_conditional.build_indexes(scales))
+            bit_map.record_rans("y", self.gaussian_conditional, y_q.int().flatten(), indexes[-1].flatten(),
+                                (rows, cols), (height, width))
+        return [rans.encode(symbols, indexes, rans.tables_of(self.gaussian_conditional), "y")]
+
+    def check_sections(self, sections: list[bytes], height: int, width: int) -> None:
+        check_hyperprior_sections(sections, height, width, self.M, self.entropy_bottleneck.channels)
 
     @torch.no_grad()
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:
         y_string, z_string = sections
-        z_shape = (height // 64, width // 64)
-        z_hat = self.entropy_bottleneck.decompress([z_string], z_shape)
+        z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string, (height // 64, width // 64))
         with parameter_space(self):
             y_hat = self._decode_y(y_string, self._hyper(coding_tensor(self, z_hat)), height // 16, width // 16)
         return self.g_s(y_hat.to(z_hat.device, z_hat.dtype)).clamp_(0, 1)
@@ -108,13 +102,12 @@ class WavefrontCoder(Backbone):
         y_hat = params.new_zeros(self.M, y_h + 2 * PAD, y_w + 2 * PAD)
         ctx = self._context_operator()
         gc = self.gaussian_conditional
-        cdf, cdf_len, offsets = gc.quantized_cdf.tolist(), gc.cdf_length.tolist(), gc.offset.tolist()
-        decoder = RansDecoder()
-        decoder.set_stream(y_string)
+        tables = rans.tables_of(gc)
+        decoder = rans.StreamDecoder(y_string, self.M * y_h * y_w, "y")
         for rows, cols in wavefronts(y_h, y_w):
             scales, means = self._gaussian_params(y_hat, params, rows, cols, ctx)
-            idx = gc.build_indexes(scales).flatten().tolist()
-            values = decoder.decode_stream(idx, cdf, cdf_len, offsets)
+            values = decoder.decode(gc.build_indexes(scales).flatten().tolist(), *tables)
             y_q = torch.tensor(values, dtype=means.dtype, device=means.device).reshape(means.shape)
             y_hat[:, rows + PAD, cols + PAD] = y_q + means
+        decoder.check_end()
         return y_hat[None, :, PAD:-PAD, PAD:-PAD]

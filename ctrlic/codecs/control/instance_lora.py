@@ -231,6 +231,7 @@ class InstanceLoRA(ControlScheme):
         coder = Decoder(sections[0], self.precision)
         flat = torch.from_numpy(coder.decode(np.broadcast_to(self._prior_table(), (total, 2 * self.max_level + 1)))
                                 - self.max_level)
+        coder.check_end()
         levels, start = [], 0
         for ss in shapes:
             qs = []

@@ -6,12 +6,16 @@ them to constriction as float64 probabilities loses nothing, and encoder and dec
 
 from __future__ import annotations
 
+import math
+
 import constriction
 import numpy as np
 
 from ctrlic.codecs.bitstream import BitstreamError
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
+#: what constriction raises on compressed data that no encoder wrote under these tables
+CONSTRICTION_ERRORS = (AssertionError, ValueError, RuntimeError, OverflowError)
 
 
 def _probabilities(freq: np.ndarray, precision: int) -> np.ndarray:
@@ -48,4 +52,22 @@ class Decoder:
     def decode(self, freq: np.ndarray) -> np.ndarray:
         if not len(freq):
             return np.zeros(0, dtype=np.int64)
-        return self._coder.decode(_FAMILY, _probabilities(freq, self.precision)).astype(np.int64)
+        try:
+            return self._coder.decode(_FAMILY, _probabilities(freq, self.precision)).astype(np.int64)
+        except CONSTRICTION_ERRORS as exc:
+            raise BitstreamError(f"a range-coded section cannot be decoded ({exc}); the bitstream is corrupted "
+                                 "or its declared size is wrong") from None
+
+    def check_end(self) -> None:
+        """Refuse a stream with data left after the last symbol (cut short or altered, or another size)."""
+        if not self._coder.maybe_exhausted():
+            raise BitstreamError("a range-coded section does not end after the symbols it should hold: "
+                                 "the bitstream is corrupted or its declared size is wrong")
+
+
+def stream_bounds(symbols: int, alphabet: int, precision: int) -> tuple[int, int]:
+    """Least and most bytes a stream of ``symbols`` symbols can take under ``integer_pmf`` tables: every
+    symbol costs at least −log2(1 − (alphabet − 1)/2**precision) bits (each other symbol has frequency
+    >= 1) and at most ``precision`` bits, in whole 32-bit words."""
+    least_bits = symbols * -math.log2(1 - (alphabet - 1) / (1 << precision))
+    return 4 * math.floor(least_bits / 32), 4 * (math.ceil(symbols * precision / 32) + 2)

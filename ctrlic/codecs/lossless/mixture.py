@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ctrlic.codecs.finite import check_finite_array
+
 #: log-scales are clamped from below (DLPR, PixelCNN++)
 LOG_SCALE_MIN = -7.0
 SYMBOLS = 256
@@ -86,6 +88,7 @@ def integer_pmf(pmf: np.ndarray, precision: int) -> np.ndarray:
     The rounding remainder goes to each row's most probable symbol; integer arithmetic only, so
     equal float inputs give equal tables on every machine.
     """
+    check_finite_array(pmf, "probabilities")
     total = 1 << precision
     n = pmf.shape[-1]
     if total < 2 * n:
