@@ -8,7 +8,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ctrlic.evaluation.summary import SummaryError, summarize, summary_text
+from ctrlic.evaluation.summary import SummaryError, summarize_with, summary_text
 
 log = logging.getLogger("ctrlic")
 
@@ -17,10 +17,8 @@ class MultirunSummary(Callback):
     """Runs ``task=summarize`` on ``hydra.sweep.dir`` once all jobs have finished (any launcher)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        settings = config.get("summary") or {}
         try:
-            summary = summarize(config.hydra.sweep.dir, settings.get("metric", "psnr-rgb"),
-                                settings.get("loss", "val/loss"), list(settings.get("plot_references") or []))
+            summary = summarize_with(config.hydra.sweep.dir, config.get("summary"))
         except SummaryError as err:
             log.warning("no multirun summary: %s", err)
             return

@@ -139,6 +139,16 @@ def _compute_distribution(metrics: list) -> dict[str, float]:
     return values
 
 
+def stored_parameters(codec: Codec) -> dict[str, int]:
+    """Parameters a stored model holds: the backbone proper (``base``) and what its control scheme added
+    (``extra``: adapters, prompts, gains), for the comparison of control schemes."""
+    attached = {id(p) for p in codec.control.attached_parameters()}
+    counts = {"base": 0, "extra": 0}
+    for p in codec.backbone.parameters():
+        counts["extra" if id(p) in attached else "base"] += p.numel()
+    return counts
+
+
 def evaluate_set(codec: Codec, images: Sequence[Mapping], points: list[dict], out_dir: Path, set_name: str,
                  settings: SweepSettings, advance: Callable[[], None]) -> tuple[dict, list[dict]]:
     """One set at every knob setting: (results in CompressAI's format with ``meta``, per-image rows)."""
@@ -154,6 +164,7 @@ def evaluate_set(codec: Codec, images: Sequence[Mapping], points: list[dict], ou
         "knobs": [k.name for k in codec.knobs],
         "points": points,
         "num_images": len(per_image) // max(1, len(points)),
+        "parameters": stored_parameters(codec),
         **({"family": settings.family, "grid": _grid(points)} if settings.family else {}),
         **({"fid": fid_note} if fid_note else {}),
         **settings.extra_meta,

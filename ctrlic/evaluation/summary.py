@@ -1,7 +1,10 @@
 """The multirun summary: every job of a multirun in one table (CSV + Markdown), one RD plot, and the best job.
 
 Each job folder (``<multirun dir>/<n>/``) contributes its ``results.json`` (RD curve, BD-rate) and its
-``final_metrics.json`` (final losses); ``.hydra/overrides.yaml`` names what the job changed.
+``final_metrics.json`` (final losses); ``.hydra/overrides.yaml`` names what the job changed. A comparison
+of control schemes (``experiment=compare``: the jobs' results carry ``meta.compare``) gets its table
+(``comparison.csv``, first in ``summary.md``) and its RD plot (PSNR and MS-SSIM, every scheme and the
+anchors' curve) in place of the per-job curves (``evaluation.comparison``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import yaml
 
 from ctrlic.errors import UserError
 from ctrlic.evaluation.bd_metrics import SUMMARY_COLUMNS, summary_columns
-from ctrlic.evaluation.plot import plot_rd
+from ctrlic.evaluation.comparison import COLUMNS as COMPARISON_COLUMNS
+from ctrlic.evaluation.comparison import compare_jobs
+from ctrlic.evaluation.plot import plot_rd, plot_rd_panels
 from ctrlic.evaluation.references import load_reference_curves, reference_dir
 from ctrlic.evaluation.results import load_results
 from ctrlic.evaluation.summary_report import write_summary_report
@@ -48,8 +53,8 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(finite) / len(finite) if finite else None
 
 
-def _row(job: Path, label: str, metric: str, loss_key: str) -> tuple[dict, dict | None]:
-    """One table row and the job's results dict (None without an RD sweep)."""
+def _row(job: Path, label: str, metric: str, loss_key: str) -> tuple[dict, dict | None, dict]:
+    """One table row, the job's results dict (None without an RD sweep) and its final metrics."""
     results = load_results(job / RESULTS) if (job / RESULTS).is_file() else None
     final = json.loads((job / FINAL_METRICS).read_text()) if (job / FINAL_METRICS).is_file() else {}
     row = {"job": job.name, "overrides": label, "loss": final.get(loss_key),
@@ -60,7 +65,7 @@ def _row(job: Path, label: str, metric: str, loss_key: str) -> tuple[dict, dict 
                    points=len(results["results"]["bpp"]), mean_bpp=_mean(results["results"]["bpp"]),
                    mean_quality=_mean(results["results"].get(metric, [])), bd_rate=bd.get("value"),
                    bd_reference=bd.get("reference"), bd_reason=bd.get("reason"), **summary_columns(results))
-    return {c: row.get(c) for c in COLUMNS}, results
+    return {c: row.get(c) for c in COLUMNS}, results, final
 
 
 def best_job(rows: list[dict]) -> tuple[dict | None, str]:
@@ -82,11 +87,16 @@ def _cell(value) -> str:
     return str(value).replace("|", "\\|")
 
 
-def to_markdown(rows: list[dict], metric: str, loss_key: str) -> str:
-    header = [{"mean_quality": f"mean {metric}", "loss": loss_key}.get(c, c) for c in COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(r[c]) for c in COLUMNS) + " |" for r in rows]
+def markdown_table(rows: Sequence[dict], columns: Sequence[str], header: Sequence[str] | None = None) -> str:
+    """A Markdown table of ``rows`` (dicts) in the order of ``columns``."""
+    lines = ["| " + " | ".join(header or columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def to_markdown(rows: list[dict], metric: str, loss_key: str) -> str:
+    return markdown_table(rows, COLUMNS, [{"mean_quality": f"mean {metric}", "loss": loss_key}.get(c, c)
+                                          for c in COLUMNS])
 
 
 def _references(curves: list[dict], metric: str, wanted: Sequence[str]) -> list[dict]:
@@ -98,9 +108,29 @@ def _references(curves: list[dict], metric: str, wanted: Sequence[str]) -> list[
             if c["file"].lower() in names or c["name"].lower() in names]
 
 
+def _write_csv(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _comparison_plot(root: Path, comparison: dict, plot_references: Sequence[str]) -> Path:
+    """The comparison's RD plot: every scheme's curve and the anchors', PSNR and MS-SSIM panels."""
+    curves = comparison["curves"]
+    references = {c["file"]: c for metric in ("psnr-rgb", "ms-ssim-rgb")
+                  for c in _references(curves, metric, plot_references)}
+    return plot_rd_panels(curves, root / "summary_rd.png", ["psnr-rgb", "ms-ssim-rgb"], list(references.values()),
+                          title=f"{len(curves)} curves against {comparison['reference']}")
+
+
 def summarize(root: str | Path, metric: str = "psnr-rgb", loss: str = "val/loss",
-              plot_references: Sequence[str] = ()) -> dict:
-    """Write ``summary.csv``, ``summary.md`` and ``summary_rd.png`` into ``root``; return rows and best."""
+              plot_references: Sequence[str] = (), bd_method: str = "pchip") -> dict:
+    """Write ``summary.csv``, ``summary.md`` and ``summary_rd.png`` into ``root``; return rows and best.
+
+    A comparison multirun also gets ``comparison.csv`` (BD-rates with ``bd_method`` against the anchors).
+    """
     root = Path(root)
     if not root.is_dir():
         raise SummaryError(f"summary.dir={str(root)!r} is not a folder; set summary.dir=<multirun directory>")
@@ -110,26 +140,39 @@ def summarize(root: str | Path, metric: str = "psnr-rgb", loss: str = "val/loss"
                            " point it at a multirun directory (multirun/<date>/)")
     overrides = {job: _overrides(job) for job in jobs}
     shared = set.intersection(*(set(o) for o in overrides.values()))
-    rows, curves = [], []
+    rows, curves, measured = [], [], []
     for job in jobs:
         label = " ".join(o for o in overrides[job] if o not in shared) or job.name
-        row, results = _row(job, label, metric, loss)
+        row, results, final = _row(job, label, metric, loss)
         rows.append(row)
+        if results is not None:
+            measured.append({"job": job.name, "results": results, "final": final})
         if results is not None and metric in results["results"]:
             curves.append({**results, "name": f"{job.name}: {label}"})
-    with (root / "summary.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (root / "summary.md").write_text(to_markdown(rows, metric, loss))
+    _write_csv(root / "summary.csv", rows, COLUMNS)
+    comparison = compare_jobs(measured, bd_method)
+    markdown = to_markdown(rows, metric, loss)
     plot = None
-    if curves:
+    if comparison is not None:
+        _write_csv(root / "comparison.csv", comparison["rows"], COMPARISON_COLUMNS)
+        markdown = (f"## Control schemes against {comparison['reference']} (BD-rate: {bd_method})\n\n"
+                    + markdown_table(comparison["rows"], COMPARISON_COLUMNS) + "\n## Jobs\n\n" + markdown)
+        plot = _comparison_plot(root, comparison, plot_references)
+    elif curves:
         plot = plot_rd(curves, root / "summary_rd.png", metric=metric,
                        references=_references(curves, metric, plot_references), title=f"{len(curves)} jobs")
+    (root / "summary.md").write_text(markdown)
     best, by = best_job(rows)
-    page = write_summary_report(root, rows, COLUMNS, best, by, plot)
+    page = write_summary_report(root, rows, COLUMNS, best, by, plot, comparison)
     return {"report": page, "rows": rows, "best": best, "by": by, "csv": root / "summary.csv",
-            "markdown": root / "summary.md", "plot": plot}
+            "markdown": root / "summary.md", "plot": plot, "comparison": comparison}
+
+
+def summarize_with(root: str | Path, settings) -> dict:
+    """``summarize`` with the ``summary`` config node (metric, loss, plot_references, bd_method)."""
+    settings = settings or {}
+    return summarize(root, settings.get("metric", "psnr-rgb"), settings.get("loss", "val/loss"),
+                     list(settings.get("plot_references") or []), settings.get("bd_method", "pchip"))
 
 
 def summary_text(summary: dict) -> str:

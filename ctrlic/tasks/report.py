@@ -7,7 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ctrlic.evaluation.report import ReportError, write_report
-from ctrlic.evaluation.summary import summarize
+from ctrlic.evaluation.summary import summarize_with
 from ctrlic.tasks.common import log
 
 
@@ -17,9 +17,7 @@ def report(cfg: DictConfig) -> Path:
         raise ReportError("task=report needs run_dir=<run directory> (a folder with results.json)")
     run_dir = Path(cfg.run_dir)
     if run_dir.is_dir() and not any(run_dir.glob("results*.json")) and (run_dir / "multirun.yaml").is_file():
-        settings = cfg.get("summary") or {}
-        path = summarize(run_dir, settings.get("metric", "psnr-rgb"), settings.get("loss", "val/loss"),
-                         list(settings.get("plot_references") or []))["report"]
+        path = summarize_with(run_dir, cfg.get("summary"))["report"]
     else:
         path = write_report(run_dir)
     log.info("report: %s", path)

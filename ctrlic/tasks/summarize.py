@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ctrlic.evaluation.summary import SummaryError, summarize, summary_text
+from ctrlic.evaluation.summary import SummaryError, summarize_with, summary_text
 
 
 def summarize_task(cfg) -> dict:
@@ -10,6 +10,6 @@ def summarize_task(cfg) -> dict:
     settings = cfg.summary
     if not settings.get("dir"):
         raise SummaryError("task=summarize needs summary.dir=<multirun directory>")
-    summary = summarize(settings.dir, settings.metric, settings.loss, list(settings.plot_references or []))
+    summary = summarize_with(settings.dir, settings)
     print(summary_text(summary))
     return summary

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from lightning.pytorch.callbacks import Timer
 from omegaconf import DictConfig
 
 from ctrlic.callbacks.rd_sweep import RDSweep
@@ -21,6 +22,7 @@ from ctrlic.tasks.common import (
     loggers_from_config,
     trainer_from_config,
 )
+from ctrlic.utils.job_dependency import wait_for_job
 from ctrlic.utils.provenance import write_provenance
 from ctrlic.utils.resume import checkpoint_to_resume
 from ctrlic.utils.wandb_logger import log_full_config
@@ -28,6 +30,7 @@ from ctrlic.utils.wandb_logger import log_full_config
 
 def train(cfg: DictConfig, run_dir: Path, repo_dir: Path) -> dict[str, float]:
     """Train; returns the final metrics and the RD sweep's (the objective of hyper-parameter searches)."""
+    wait_for_job(cfg.get("after"))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
     codec = codec_from_config(cfg)
@@ -44,11 +47,18 @@ def train(cfg: DictConfig, run_dir: Path, repo_dir: Path) -> dict[str, float]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust.allowed)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     metrics.update(rd_metrics(trainer.callbacks))
+    metrics.update(training_time(trainer.callbacks))
     if trainer.is_global_zero:
         (run_dir / FINAL_METRICS).write_text(json.dumps({"global_step": trainer.global_step, **metrics},
                                                         indent=2))
         explain_missing_objective(cfg.get("objective"), metrics, trainer.callbacks)
     return metrics
+
+
+def training_time(callbacks: list) -> dict[str, float]:
+    """``time/train_seconds``: wall seconds in the training loop (across resumes), from the Timer callback."""
+    timers = [cb for cb in callbacks if isinstance(cb, Timer)]
+    return {"time/train_seconds": timers[0].time_elapsed("train")} if timers else {}
 
 
 def _sweeps(callbacks: list) -> list[dict[str, dict]]:

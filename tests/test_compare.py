@@ -1,0 +1,139 @@
+"""experiment=compare: every control scheme on one backbone, one summary (RD plot + BD-rate table against
+the separately trained anchors); the comparison table itself; jobs that wait for the anchor they start from."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from PIL import Image
+
+from ctrlic.evaluation.comparison import compare_jobs, monotone
+from ctrlic.evaluation.results import make_results
+from ctrlic.utils.job_dependency import DependencyError, wait_for_job
+from tests.conftest import run_cli
+
+
+def test_compare_smoke_through_submitit_local_writes_one_plot_and_one_table_of_every_scheme(tmp_path):
+    run_cli("-m", "hydra/launcher=submitit_local", "experiment=compare", "backbone=stf", "debug=smoke",
+            f"hydra.sweep.dir={tmp_path}")
+    rows = {r["curve"]: r for r in csv.DictReader((tmp_path / "comparison.csv").open())}
+    assert set(rows) == {"anchors (3 models)", "alpha_adapters", "layer_prompts"}
+    anchors = rows.pop("anchors (3 models)")
+    assert anchors["jobs"].split() == ["anchor_0.0018", "anchor_0.013", "anchor_0.0483"]
+    assert int(anchors["points"]) == 3 and int(anchors["params_per_extra_point"]) == 750_807  # a whole tiny STF
+    for name, row in rows.items():
+        assert row["builds_on"] == "anchor_0.0483"  # the anchor of the same multirun, waited for
+        assert float(row["train_s_with_base"]) > float(row["train_s"]) > 0
+        assert 0 < int(row["extra_params"]) < 750_807 and float(row["encode_s"]) > 0
+        assert row["bd_rate_psnr"] or row["bd_reason"]  # a number, or why there is none
+    assert int(rows["alpha_adapters"]["points"]) == 5 and int(rows["layer_prompts"]["points"]) == 3
+    assert Image.open(tmp_path / "summary_rd.png").size[0] > 600  # PSNR and MS-SSIM panels
+    markdown = (tmp_path / "summary.md").read_text()
+    assert markdown.startswith("## Control schemes against anchors") and "| alpha_adapters |" in markdown
+    page = (tmp_path / "report.html").read_text()
+    assert 'id="comparison"' in page and '"curve": "layer_prompts"' in page
+
+
+def _job(name: str, curve: str, points: list[tuple[float, float]], extra: int = 0, seconds: float = 10.0,
+         builds_on: str | None = None) -> dict:
+    meta = {"compare": {"curve": curve, "reference": "anchors", "builds_on": builds_on},
+            "parameters": {"base": 1000, "extra": extra}, "dataset": "kodak", "reference_dataset": "kodak"}
+    rows = [{"bpp": b, "psnr-rgb": q, "ms-ssim-rgb": 1 - 10 ** (-(q - 14) / 10), "encoding_time": 0.5,
+             "decoding_time": 0.25} for b, q in points]
+    return {"job": name, "results": make_results(name, "test", rows, meta), "final": {"time/train_seconds": seconds}}
+
+
+ANCHORS = [(0.1, 24.0), (0.2, 27.0), (0.4, 30.0), (0.8, 33.0)]
+
+
+def test_comparison_joins_the_anchors_and_measures_every_scheme_against_them():
+    anchors = [_job(f"anchor_{i}", "anchors", [p], seconds=100.0) for i, p in enumerate(ANCHORS)]
+    slower = [(b * 1.1, q) for b, q in ANCHORS]  # the anchors' qualities at 10 % more bits
+    scheme = _job("alpha_adapters", "alpha_adapters", slower, extra=30, seconds=40.0, builds_on="anchor_3")
+    comparison = compare_jobs([*anchors, scheme], method="pchip")
+    rows = {r["curve"]: r for r in comparison["rows"]}
+    joined = rows["anchors (4 models)"]
+    assert joined["points"] == 4 and joined["monotone"] and joined["bpp_span"] == pytest.approx(8.0)
+    assert joined["stored_params"] == 4000 and joined["params_per_extra_point"] == 1000
+    assert joined["train_s"] == 400.0 and joined["bd_rate_psnr"] is None  # the reference itself
+    row = rows["alpha_adapters"]
+    assert row["bd_rate_psnr"] == pytest.approx(10.0, abs=0.5) and row["bd_rate_ms_ssim"] == pytest.approx(10, abs=0.5)
+    assert row["bd_psnr_db"] < 0 and row["bd_reason"] is None
+    assert row["extra_params"] == 30 and row["params_per_extra_point"] == 10  # 30 over 3 extra points
+    assert (row["train_s"], row["train_s_with_base"]) == (40.0, 140.0)
+    assert row["bpp_span"] == pytest.approx(8.0) and row["encode_s"] == 0.5
+    assert [c["name"] for c in comparison["curves"]] == ["anchors (4 models)", "alpha_adapters"]
+
+
+def test_a_scheme_whose_curve_bends_back_gets_a_reason_and_a_pareto_figure():
+    anchors = [_job(f"anchor_{i}", "anchors", [p]) for i, p in enumerate(ANCHORS)]
+    bent = _job("qvrf", "qvrf", [(0.1, 24.0), (0.2, 27.0), (0.3, 26.0), (0.4, 30.0)], builds_on="anchor_3")
+    row = {r["curve"]: r for r in compare_jobs([*anchors, bent])["rows"]}["qvrf"]
+    assert not monotone(bent["results"]) and row["bd_rate_psnr"] is None
+    assert "does not increase strictly" in row["bd_reason"] and row["bd_rate_psnr_pareto"] == pytest.approx(0, abs=1)
+
+
+def test_a_multirun_without_comparison_tags_has_no_comparison():
+    assert compare_jobs([{"job": "0", "results": make_results("x", "", [{"bpp": 0.1, "psnr-rgb": 30.0}]),
+                          "final": {}}]) is None
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now, self.sleeps = 0.0, 0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.sleeps += 1
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_job_waits_until_the_anchor_has_finished(tmp_path):
+    clock = FakeClock()
+
+    def finish_later(seconds):  # the anchor job writes its final metrics during the third wait
+        clock.sleep(seconds)
+        if clock.sleeps == 3:
+            (tmp_path / "final_metrics.json").write_text("{}")
+
+    wait_for_job({"job_dir": str(tmp_path), "timeout_min": 1, "poll_s": 5}, sleep=finish_later, clock=clock)
+    assert clock.sleeps == 3
+    wait_for_job({"job_dir": None}, sleep=pytest.fail)  # nothing to wait for
+
+
+def test_a_failed_anchor_stops_the_wait_at_once_and_a_missing_one_after_the_timeout(tmp_path):
+    clock = FakeClock()
+    (tmp_path / "job_status.json").write_text(json.dumps({"status": "FAILED", "error": "ValueError: boom"}))
+    with pytest.raises(DependencyError, match="failed .*boom"):
+        wait_for_job({"job_dir": str(tmp_path)}, sleep=clock.sleep, clock=clock)
+    assert clock.sleeps == 0
+    (tmp_path / "job_status.json").write_text(json.dumps({"status": "RUNNING"}))
+    with pytest.raises(DependencyError, match="timeout_min=2"):
+        wait_for_job({"job_dir": str(tmp_path), "timeout_min": 2, "poll_s": 30}, sleep=clock.sleep, clock=clock)
+    assert clock.sleeps == 4
+
+
+def test_the_job_status_callback_records_a_failure_in_a_multirun_job(tmp_path):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import JobReturn, JobStatus
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from ctrlic.callbacks.job_status import JobStatusFile
+    from ctrlic.utils.job_dependency import job_status
+    from tests.test_sweeps import _compose
+
+    cfg = _compose("experiment=compare")
+    with open_dict(cfg):
+        cfg.hydra.mode, cfg.hydra.runtime.output_dir = RunMode.MULTIRUN, str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    callback = JobStatusFile()
+    callback.on_job_start(cfg)
+    assert job_status(tmp_path) == {"status": "RUNNING", "error": None}
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("out of memory"))
+    callback.on_job_end(cfg, failed)
+    assert job_status(tmp_path) == {"status": "FAILED", "error": "RuntimeError: out of memory"}
