@@ -1,4 +1,5 @@
-"""Shared fixtures: the real CLI in a subprocess, and one tiny trained run reused by many tests."""
+"""Shared fixtures: the real CLI in a subprocess, and the trained runs and models reused by many tests
+(each trained once per session)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,28 @@ def smoke_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smoke_run")
     run_cli(*SMOKE, f"hydra.run.dir={out}")
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_calice(tmp_path_factory) -> dict[str, Path]:
+    """The tiny CALICE-STF (anchor, α-adapters) trained once: codec files ``{"anchor", "model", "other"}``."""
+    from tests.helpers_calice import train_tiny_calice
+
+    return train_tiny_calice(tmp_path_factory.mktemp("tiny_calice"))
+
+
+def info_in_process(run_dir: Path, *overrides: str) -> tuple[dict, str]:
+    """``python run.py task=info OVERRIDES`` without a new process (the same composition and task code):
+    the written info.json and the printed text."""
+    import contextlib
+    import io
+    import json
+
+    from ctrlic.tasks.info import info
+    from tests.test_configs import compose_cfg
+
+    cfg = compose_cfg("task=info", *overrides)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        info(cfg, run_dir)
+    return json.loads((run_dir / "info.json").read_text()), out.getvalue()

@@ -106,6 +106,14 @@ def test_alpha_zero_equals_anchor(tiny):
     assert torch.equal(got["x_hat"], want["x_hat"])
     for name in ("y", "z"):
         assert torch.equal(got["likelihoods"][name], want["likelihoods"][name])
+    # the entropy coder sees the same symbols and tables: the same payload bytes, the same decoded image
+    anchor.update(force=True)
+    adapted.update(force=True)
+    sections = adapted.encode(x)
+    assert sections == anchor.encode(x)
+    assert torch.equal(adapted.decode(sections, 64, 64), anchor.decode(sections, 64, 64))
+    scheme.apply({"alpha": 0.5})
+    assert adapted.encode(x) != sections  # the payload does see α (the adapters are non-zero)
 
 
 @torch.no_grad()
