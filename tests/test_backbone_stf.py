@@ -22,8 +22,8 @@ from tests.manifests import manifest_total_params, parse_shape, read_manifest, s
 
 MANIFEST = "stf_SymmetricalTransFormer.tsv"
 TINY = {"embed_dim": 6, "depths": (2, 2, 2, 2), "num_heads": (1, 2, 2, 4), "num_slices": 4, "charm_widths": (24,)}
-#: CompressAI's lower bound on every likelihood (``EntropyModel(likelihood_bound=1e-9)``)
-LIKELIHOOD_FLOOR = 1e-9
+#: bits of CompressAI's quantised CDFs (``EntropyModel.entropy_coder_precision``): the most a symbol costs
+CDF_PRECISION = 16
 #: entropy-bottleneck names of pip CompressAI ≥ 1.2.6 and of older releases / the STF fork
 EB_NAMES = (("matrices.", "_matrix"), ("biases.", "_bias"), ("factors.", "_factor"))
 
@@ -129,16 +129,18 @@ def check_coding(model: Backbone, height: int, width: int) -> None:
 
 
 def payload_bounds(likelihoods: dict[str, torch.Tensor], sections: int) -> tuple[float, float]:
-    """The payload bits a Gaussian/factorized rANS coder may take for these likelihoods.
+    """The payload bits CompressAI's rANS coder may take for these likelihoods.
 
-    The estimate over-charges symbols at CompressAI's likelihood floor (−log2(1e−9) ≈ 30 bits; their
-    escape code costs less); elsewhere the coder pays for 16-bit CDFs and the 64-entry scale table,
-    and a flush per stream (measured on the tiny models: payload / estimate = 1.01 STF, 1.045 TCM).
+    Its CDFs have 16-bit precision, so no symbol costs it much more than 16 bits, while the estimate
+    charges −log2 p up to 30 (the 1e−9 floor): the lower bound caps each symbol's charge at 16 bits.
+    Above, it pays for the quantised CDFs, the 64-entry scale table and a flush per stream (measured
+    on the tiny models: payload / estimate = 1.01 STF, 1.045 TCM).
     """
-    estimate = sum(-torch.log2(v).sum().item() for v in likelihoods.values())
+    bits = [-torch.log2(v.double()).flatten() for v in likelihoods.values()]
+    estimate = float(sum(b.sum() for b in bits))
     assert math.isfinite(estimate)
-    at_floor = sum(int((v <= LIKELIHOOD_FLOOR * 1.001).sum()) for v in likelihoods.values())
-    return 0.99 * estimate + at_floor * math.log2(LIKELIHOOD_FLOOR), 1.05 * estimate + 8 * 8 * sections
+    capped = float(sum(b.clamp(max=CDF_PRECISION).sum() for b in bits))
+    return 0.99 * capped, 1.05 * estimate + 8 * 8 * sections
 
 
 def check_bf16_autocast(model: Backbone) -> None:
