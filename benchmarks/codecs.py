@@ -17,7 +17,7 @@ from benchmarks.common import ROOT
 from ctrlic.codecs.build import build_codec
 from ctrlic.codecs.codec import Codec
 from ctrlic.datamodules.image_io import list_images, load_rgb8, to_tensor
-from ctrlic.lightning_modules.losses import RateDistortionLoss
+from ctrlic.lightning_modules.losses import MSERateLoss
 
 #: benchmark name -> run.py overrides; the CPU set uses the tiny sizes
 BENCH_CODECS: dict[str, tuple[str, ...]] = {
@@ -113,7 +113,7 @@ def quick_fit(codec: Codec, steps: int, *, lmbda: float = 0.013, crop: int = 64,
         return
     gen = torch.Generator().manual_seed(seed)
     data = random_crops(TRAIN_DIR, max(batch * 4, 16), crop, seed).to(next(codec.parameters()).device)
-    criterion = RateDistortionLoss("mse")
+    criterion = MSERateLoss()
     params = [p for p in codec.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     points = codec.control.sweep_points() or [{}]

@@ -112,14 +112,15 @@ def test_eval_writes_the_rd_sweep_results(models, tmp_path, home):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_kodim01_at_0_3_bpp(models, tmp_path, home):  # noqa: F811
-    """The issue's demonstration: kodim01 at 0.3 bpp (inside the tiny model's α range on kodim01)."""
+def test_whole_kodim01_at_a_target_bpp(models, tmp_path, home):  # noqa: F811
+    """The issue's demonstration on the whole kodim01, at 0.6 bpp: inside the tiny model's α range there
+    (≈0.43–1.23 bpp; the 0.3 bpp of the issue is below what the tiny model reaches on the whole image)."""
     proc = ctrlic("compress", KODAK / "kodim01.png", tmp_path / "out.ctl", "--model", models["model"],
-                  "--bpp", "0.3", home=home)
+                  "--bpp", "0.6", home=home)
     assert proc.returncode == 0, proc.stderr
     assert ctrlic("decompress", tmp_path / "out.ctl", tmp_path / "rec.png", home=home).returncode == 0
     meta = info(tmp_path / "out.ctl", home)
-    assert (meta["width"], meta["height"]) == (768, 512) and abs(meta["bpp"] - 0.3) <= 0.003, meta
+    assert (meta["width"], meta["height"]) == (768, 512) and abs(meta["bpp"] - 0.6) <= 0.006, meta
     assert Image.open(tmp_path / "rec.png").size == (768, 512)
 
 

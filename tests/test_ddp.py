@@ -38,13 +38,16 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve_and_sweep_once(
     for step in single:
         assert ddp[step] == pytest.approx(single[step], rel=1e-4)
     w1, w2 = _weights(one), _weights(two)
-    worst = max(w1, key=lambda k: float((w1[k] - w2[k]).abs().max()) if w1[k].numel() else 0.0)
-    diff = float((w1[worst] - w2[worst]).abs().max())
-    print("largest weight difference:", worst, diff)
-    # Adam moves a weight by about lr per step whatever the gradient's size, so elements whose gradient
-    # is ~0 may step opposite ways on float noise: bound the difference by that, not by a relative 1e-3
+    diff = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1])
     lr = torch.load(one / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["hyper_parameters"]["lr"]
-    assert diff <= 2 * lr * 4 * 1.01
+    print("weight difference: max", float(diff.max()), "mean", float(diff.mean()), "lr", lr)
+    # Adam moves a weight by about lr per step whatever its gradient's size, so an element whose gradient
+    # is ~0 may step the other way on float noise: a handful may differ by up to that, the rest must agree.
+    # Measured: max 6.4e-7 with 2 ranks; one process of half the batch moves 34 % of the weights by > lr/10.
+    assert float(diff.max()) <= 2 * lr * 4 * 1.01
+    assert float((diff > lr / 100).float().mean()) <= 1e-4
+    last = torch.load(two / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 4 and (two / "results.json").is_file()
     out = proc.stdout + proc.stderr
     assert out.count("training cheng2020_attn") == 2  # both ranks' logs are in the output ...
     assert out.count("RD sweep on kodak4") == 1  # ... and the RD sweep ran on one of them

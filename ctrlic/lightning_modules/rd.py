@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import lightning as L
 import torch
@@ -11,7 +10,7 @@ from torch import Tensor
 
 from ctrlic.codecs.codec import Codec, pad_to_multiple
 from ctrlic.lightning_modules.checkpoint import CODEC_ATTR, RECORD, save_record
-from ctrlic.lightning_modules.losses import RateDistortionLoss
+from ctrlic.lightning_modules.losses import MSERateLoss, RateDistortionLoss
 from ctrlic.utils.rng import rng_states, set_rng_states
 
 
@@ -25,18 +24,22 @@ class RDModule(L.LightningModule):
     Gradient clipping applies to the net group only (the aux gradients are ~1000× smaller).
     """
 
-    def __init__(self, codec: Codec, lmbda: float = 0.0483, distortion: str = "mse", lr: float = 1e-4,
-                 aux_lr: float = 1e-3, clip_max_norm: float | None = 1.0, scheduler: Mapping | None = None,
-                 val_knobs: list[Mapping[str, float]] | None = None, mse_weight: float = 150.0,
-                 lpips_weight: float = 0.1, lpips: Mapping | None = None) -> None:
+    def __init__(self, codec: Codec, lmbda: float = 0.0483, loss: RateDistortionLoss | None = None,
+                 optimizer: Callable[..., torch.optim.Optimizer] | None = None, lr: float = 1e-4,
+                 aux_lr: float = 1e-3, clip_max_norm: float | None = 1.0, scheduler: Callable[..., dict] | None = None,
+                 val_knobs: list[Mapping[str, float]] | None = None) -> None:
+        """``loss`` defaults to ``λ·255²·MSE + bpp``, ``optimizer`` (called with the parameter groups) to
+        Adam; ``scheduler`` (called with the optimizer and ``max_steps``, see ``schedules.py``) to none."""
         super().__init__()
         setattr(self, CODEC_ATTR, codec)
         self.lmbda = lmbda
-        self.criterion = RateDistortionLoss(distortion, mse_weight, lpips_weight, lpips)
+        self.criterion = loss if loss is not None else MSERateLoss()
+        self.optimizer_factory = optimizer or torch.optim.Adam
         self.lr, self.aux_lr, self.clip_max_norm = lr, aux_lr, clip_max_norm
         self.scheduler_factory = scheduler
         self.val_knobs = [dict(k) for k in val_knobs] if val_knobs else [{}]
-        self.save_hyperparameters(ignore=["codec"])
+        # the loss, optimizer and schedule are objects; the run's resolved config records them
+        self.save_hyperparameters(ignore=["codec", "loss", "optimizer", "scheduler"])
         self._split_parameters()
 
     @property
@@ -97,16 +100,10 @@ class RDModule(L.LightningModule):
         groups = [{"params": self.net_params, "lr": self.lr, "name": "net"}]
         if self.aux_params:
             groups.append({"params": self.aux_params, "lr": self.aux_lr, "name": "quantiles"})
-        optimizer = torch.optim.Adam(groups)
-        if not self.scheduler_factory:
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
             return optimizer
-        spec = dict(self.scheduler_factory)
-        interval, monitor = spec.pop("interval", "step"), spec.pop("monitor", None)
-        scheduler = build_scheduler(optimizer, spec, self.trainer.max_steps)
-        config = {"scheduler": scheduler, "interval": interval, "frequency": 1}
-        if monitor:
-            config["monitor"] = monitor
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer, max_steps=self.trainer.max_steps)}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         if self.clip_max_norm:
@@ -126,17 +123,3 @@ class RDModule(L.LightningModule):
             set_rng_states(self._resume_rng)
             self._resume_rng = None
 
-
-def build_scheduler(optimizer: torch.optim.Optimizer, spec: Mapping, max_steps: int):
-    """``cosine`` (over max_steps), ``multistep`` (milestones as fractions of max_steps) or ``plateau``."""
-    kind = spec.get("name", "cosine")
-    total = max(1, max_steps if max_steps and max_steps > 0 else 1)
-    if kind == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=spec.get("eta_min", 0.0))
-    if kind == "multistep":
-        milestones = [max(1, math.floor(f * total)) for f in spec.get("milestones", [0.9])]
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=spec.get("gamma", 0.1))
-    if kind == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=spec.get("factor", 0.3), patience=spec.get("patience", 4))
-    raise ValueError(f"module.scheduler.name={kind!r}; choose cosine, multistep or plateau")

@@ -10,27 +10,10 @@ whole module name as listed by ``backbone.named_modules()`` (``re.fullmatch``), 
 * ``conv``: ``nn.Conv2d`` layers, wrapped by :class:`ConvAdapter`;
 * ``subpel``: CompressAI ``subpel_conv3x3`` Sequentials, wrapped by :class:`SubpelConvAdapter`.
 
-The presets below reproduce CALICE's released configs (``cheng_8_1_all``, ``stf_8_8_all``,
-``tcm_8_1_all``) module for module; each is a dict of constructor keywords, i.e. of ``control:``
-config keys. As YAML (single quotes keep each backslash literal)::
-
-    # Cheng2020-attn (N=192): 50 conv/sub-pixel adapters, 145,840 parameters
-    rank: 8
-    multiplier: 1.0
-    conv: ['g_[as]\.\d+\.conv[12]', 'g_s\.\d+\.conv', 'g_[as]\.\d+\.conv_[ab]\.[0-2]\.conv\.2']
-    subpel: ['g_s\.\d+\.subpel_conv']
-
-    # STF: 48 LoRA, 353,280 parameters
-    rank: 8
-    multiplier: 8.0
-    lora: ['(layers|syn_layers)\.\d+\.blocks\.\d+\.mlp\.fc[12]']
-
-    # TCM (N=64): 24 LoRA + 60 conv/sub-pixel adapters, 164,352 parameters
-    rank: 8
-    multiplier: 1.0
-    lora: ['g_[as]\.\d+\.trans_block\.mlp\.[02]']
-    conv: ['g_[as]\.\d+\.conv1_[12]', 'g_[as]\.\d+\.conv_block\.conv[12]', 'g_a\.\d+\.conv[12]', 'g_s\.\d+\.conv']
-    subpel: ['g_s\.\d+\.subpel_conv']
+The presets ``conf/control/alpha_adapters_{cheng,stf,tcm}.yaml`` reproduce CALICE's released configs
+(``cheng_8_1_all``: 50 adapters, 145,840 parameters at N=192; ``stf_8_8_all``: 48 LoRA, 353,280;
+``tcm_8_1_all``: 84 adapters, 164,352 at N=64) module for module; they are the one copy of these
+patterns (``tests/test_alpha_adapters.py`` checks them against CALICE's checkpoint manifests).
 """
 
 from __future__ import annotations
@@ -47,33 +30,6 @@ from ctrlic.codecs.control.base import ControlScheme, Knob
 
 #: α values of CALICE's RD evaluation (``eval_continuous.py``), lowest rate first
 SWEEP = (1.0, 0.9, 0.8, 0.6, 0.45, 0.35, 0.25, 0.15, 0.05, 0.0)
-
-#: Cheng2020-attn: ResidualBlock / ResidualBlockWithStride conv1, conv2; ResidualBlockUpsample conv
-#: and subpel_conv; the 3×3 conv (``conv.2``) of every ResidualUnit in the AttentionBlocks' conv_a
-#: and conv_b. g_a and g_s only.
-CHENG2020_ATTN = {
-    "rank": 8,
-    "multiplier": 1.0,
-    "conv": [r"g_[as]\.\d+\.conv[12]", r"g_s\.\d+\.conv", r"g_[as]\.\d+\.conv_[ab]\.[0-2]\.conv\.2"],
-    "subpel": [r"g_s\.\d+\.subpel_conv"],
-}
-#: STF: fc1 and fc2 of every Swin block's MLP, encoder (``layers``) and decoder (``syn_layers``).
-STF = {
-    "rank": 8,
-    "multiplier": 8.0,
-    "lora": [r"(layers|syn_layers)\.\d+\.blocks\.\d+\.mlp\.fc[12]"],
-}
-#: TCM: LoRA on the Swin MLP linears of every ConvTransBlock; conv adapters on its 1×1 conv1_1 and
-#: conv1_2 and its ResidualBlock's conv1/conv2, on ResidualBlockWithStride conv1/conv2 (g_a) and
-#: ResidualBlockUpsample conv (g_s); sub-pixel adapters on ResidualBlockUpsample subpel_conv.
-TCM = {
-    "rank": 8,
-    "multiplier": 1.0,
-    "lora": [r"g_[as]\.\d+\.trans_block\.mlp\.[02]"],
-    "conv": [r"g_[as]\.\d+\.conv1_[12]", r"g_[as]\.\d+\.conv_block\.conv[12]", r"g_a\.\d+\.conv[12]",
-             r"g_s\.\d+\.conv"],
-    "subpel": [r"g_s\.\d+\.subpel_conv"],
-}
 
 
 def _is_subpel(module: nn.Module) -> bool:
