@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -12,11 +13,11 @@ from torch import Tensor, nn
 from ctrlic.codecs import bitstream
 from ctrlic.codecs.backbones.base import Backbone
 from ctrlic.codecs.control.base import ControlScheme, FixedRate
-from ctrlic.codecs.entropy import robust
+from ctrlic.codecs.entropy import robust, tables
 from ctrlic.codecs.tiling import check_tile, decode_tiles, encode_tiles, needs_tiling
 
-#: entropy-model tables rebuilt by ``update()``; excluded from the weights fingerprint
-CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
+log = logging.getLogger("ctrlic")
+
 #: header extras key: how many leading sections are the control scheme's side information
 SIDE = "side"
 #: header extras key: [tile size, sections per tile] of a tiled bitstream
@@ -36,10 +37,14 @@ class CodingOptions:
 
     tile: int | None = None  # code images larger than this many pixels per side in independent tiles
     entropy_path: str = "native"  # where encoding computes means and scales: "native" or "cpu64"
+    #: entropy tables the encoder codes with: "checkpoint" (the checkpoint's own when complete and built
+    #: from these weights, else rebuilt) or "rebuild" (always this CompressAI's); the decoder follows the header
+    tables: str = "checkpoint"
 
     def checked(self, backbone: Backbone) -> CodingOptions:
         """These options, validated for ``backbone``."""
         robust.check_path(self.entropy_path, backbone.robust_entropy)
+        tables.check_choice(self.tables)
         return replace(self, tile=check_tile(self.tile, backbone.pad_multiple) if self.tile else None)
 
 
@@ -66,10 +71,12 @@ class Codec(nn.Module):
         self.name = name
         self.arch = dict(arch or {})
         self._fingerprint: bytes | None = None
+        self._tables: tables.EntropyTables | None = None
+        self._stored_installed = False  # which set the entropy models hold: the checkpoint's or the rebuilt
         self.options = CodingOptions()
 
     def set_options(self, **changes: object) -> CodingOptions:
-        """Change coding options (``tile``, ``entropy_path``), validated for this backbone; returns them."""
+        """Change coding options (``tile``, ``entropy_path``, ``tables``), validated for this backbone."""
         self.options = replace(self.options, **changes).checked(self.backbone)
         return self.options
 
@@ -101,10 +108,25 @@ class Codec(nn.Module):
         return super().train(mode)
 
     def prepare(self) -> None:
-        """Build the CDF tables and fingerprint the learned weights; done once before a batch of coding."""
+        """Build the CDF tables and fingerprint the learned weights; done once before a batch of coding.
+
+        Tables the checkpoint brought are kept beside the rebuilt ones when they are complete and built
+        from these weights (``entropy/tables.py``); once the entropy models train, only rebuilt ones remain.
+        """
         self.eval()
-        self.backbone.update(force=True)
-        state = {k: v for k, v in self.backbone.state_dict().items() if not k.endswith(CDF_BUFFERS)}
+        current = tables.snapshot(self.backbone)
+        if self._tables is None or not tables.equal(current, self._installed_tables()):
+            candidate = current  # the first prepare, or tables loaded since the last one
+        elif tables.source_digest(self.backbone) == self._tables.source:
+            candidate = self._tables.stored  # the entropy models did not change
+        else:
+            candidate = None  # they trained: the checkpoint's tables are stale
+        self._tables = tables.build(self.backbone, candidate)
+        self._stored_installed = False
+        self._use_tables(self.options.tables == "checkpoint" and self._tables.stored is not None)
+        if self._tables.note:
+            log.info("%s: %s", self.name, self._tables.note)
+        state = {k: v for k, v in self.backbone.state_dict().items() if not k.endswith(tables.TABLE_BUFFERS)}
         self._fingerprint = bitstream.weights_fingerprint(state)
 
     @property
@@ -112,6 +134,24 @@ class Codec(nn.Module):
         if self._fingerprint is None:
             self.prepare()
         return self._fingerprint
+
+    @property
+    def entropy_tables(self) -> str:
+        """Which tables ``compress`` codes with: ``checkpoint <digest>`` or ``rebuilt``."""
+        if self._tables is None:
+            self.prepare()
+        if self.options.tables == "checkpoint" and self._tables.stored is not None:
+            return f"checkpoint {self._tables.stored_digest}"
+        return "rebuilt"
+
+    def _installed_tables(self) -> tables.Tables:
+        return self._tables.stored if self._stored_installed else self._tables.built
+
+    def _use_tables(self, stored: bool) -> None:
+        """Install the checkpoint's tables (``stored``) or the rebuilt ones, if not already installed."""
+        if stored != self._stored_installed:
+            tables.install(self.backbone, self._tables.stored if stored else self._tables.built)
+            self._stored_installed = stored
 
     @torch.no_grad()
     def compress(self, x: Tensor, knobs: Mapping[str, float] | None = None) -> Encoded:
@@ -126,6 +166,10 @@ class Codec(nn.Module):
         m, tile, path = self.backbone.pad_multiple, self.options.tile, self.options.entropy_path
         x = x.to(next(self.backbone.parameters()).device)
         extras = {}
+        keep = self.options.tables == "checkpoint" and self._tables.stored is not None
+        self._use_tables(keep)
+        if keep:
+            extras[tables.EXTRAS_KEY] = self._tables.stored_digest
         side = self.control.encode_side(pad_to_multiple(x, m), values)
         try:
             with robust.entropy_path(self.backbone, path):
@@ -158,12 +202,26 @@ class Codec(nn.Module):
             robust.check_path(path, self.backbone.robust_entropy)
         except robust.EntropyPathError as exc:
             raise bitstream.BitstreamError(f"the bitstream asks for entropy path {path!r}: {exc}") from None
+        self._use_tables(self._tables_for(header))
         self.control.decode_side(sections[:n_side], values)
         try:
             with robust.entropy_path(self.backbone, path):
                 return self._decode_image(sections[n_side:], header)
         finally:
             self.control.release()
+
+    def _tables_for(self, header: bitstream.Header) -> bool:
+        """Whether the bitstream was coded with the checkpoint's own tables, which this codec must hold."""
+        want = header.extras.get(tables.EXTRAS_KEY)
+        if want is None:
+            return False
+        if want != self._tables.stored_digest:
+            holds = (f"its checkpoint's tables are {self._tables.stored_digest}" if self._tables.stored is not None
+                     else "it holds only tables rebuilt from the weights")
+            raise bitstream.BitstreamError(
+                f"coded with the entropy tables of its checkpoint (digest {want}), which this model does not "
+                f"hold ({holds}); decode it with the checkpoint file that coded it")
+        return True
 
     def _decode_image(self, sections: list[bytes], header: bitstream.Header) -> Tensor:
         """Decode the image sections, whole or tile by tile as the header says."""
