@@ -13,7 +13,7 @@ LAYERS = (
     ("ctrlic.utils",),
     ("ctrlic.metrics",),
     ("ctrlic.codecs.bitstream", "ctrlic.codecs.entropy", "ctrlic.codecs.tiling", "ctrlic.codecs.huffman",
-     "ctrlic.codecs.lossless", "ctrlic.codecs.checkpoint"),
+     "ctrlic.codecs.lossless", "ctrlic.codecs.checkpoint", "ctrlic.codecs.padding"),
     ("ctrlic.codecs.backbones",),
     ("ctrlic.codecs.control",),
     ("ctrlic.codecs.codec", "ctrlic.codecs.rate_search"),

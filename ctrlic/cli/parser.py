@@ -49,9 +49,16 @@ def _add_compress(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--entropy-path", choices=("auto", "native", "cpu64"), default="auto",
                    help="where entropy parameters are computed: cpu64 decodes the same on every device "
                         "(auto: cpu64 when the model has it)")
+    _add_padding_option(p)
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     _add_knob_options(p)
     p.set_defaults(command_module="compress")
+
+
+def _add_padding_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pad", default=None, metavar="[centre-]{replicate|zero}[:MULTIPLE]",
+                        help="how images are padded to the model's multiple (default replicate, right/bottom; "
+                             "the authors' scripts: e.g. centre-zero:128); recorded in the file")
 
 
 def _add_decompress(commands: argparse._SubParsersAction) -> None:
@@ -83,4 +90,5 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-points", type=int, default=None, help="evaluate at most this many knob settings")
     p.add_argument("--crop", type=int, default=None, help="centre-crop images to this size")
     p.add_argument("--keep-bitstreams", action="store_true", help="keep the .ctl files under OUT/bitstreams")
+    _add_padding_option(p)
     p.set_defaults(command_module="evaluate")

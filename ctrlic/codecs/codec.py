@@ -14,6 +14,8 @@ from ctrlic.codecs import bitstream
 from ctrlic.codecs.backbones.base import Backbone
 from ctrlic.codecs.control.base import ControlScheme, FixedRate
 from ctrlic.codecs.entropy import robust, tables
+from ctrlic.codecs.padding import EXTRAS_KEY as PAD
+from ctrlic.codecs.padding import Padding, PaddingError
 from ctrlic.codecs.tiling import check_tile, decode_tiles, encode_tiles, needs_tiling
 
 log = logging.getLogger("ctrlic")
@@ -25,7 +27,7 @@ TILE = "tile"
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Replicate-pad right and bottom to a multiple (cheaper in bits than zeros)."""
+    """Replicate-pad right and bottom to a multiple (cheaper in bits than zeros): training and validation."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
@@ -40,12 +42,15 @@ class CodingOptions:
     #: entropy tables the encoder codes with: "checkpoint" (the checkpoint's own when complete and built
     #: from these weights, else rebuilt) or "rebuild" (always this CompressAI's); the decoder follows the header
     tables: str = "checkpoint"
+    #: where and how images are padded before coding (``codecs/padding.py``; text such as "centre-zero:128")
+    padding: Padding | str | None = None
 
     def checked(self, backbone: Backbone) -> CodingOptions:
-        """These options, validated for ``backbone``."""
+        """These options, validated for ``backbone`` (the padding parsed, its multiple resolved)."""
         robust.check_path(self.entropy_path, backbone.robust_entropy)
         tables.check_choice(self.tables)
-        return replace(self, tile=check_tile(self.tile, backbone.pad_multiple) if self.tile else None)
+        padding = Padding.parse(self.padding).resolved(backbone.pad_multiple)
+        return replace(self, tile=check_tile(self.tile, padding.multiple) if self.tile else None, padding=padding)
 
 
 class Encoded(bytes):
@@ -73,12 +78,17 @@ class Codec(nn.Module):
         self._fingerprint: bytes | None = None
         self._tables: tables.EntropyTables | None = None
         self._stored_installed = False  # which set the entropy models hold: the checkpoint's or the rebuilt
-        self.options = CodingOptions()
+        self.options = CodingOptions().checked(backbone)
 
     def set_options(self, **changes: object) -> CodingOptions:
-        """Change coding options (``tile``, ``entropy_path``, ``tables``), validated for this backbone."""
+        """Change coding options (``tile``, ``entropy_path``, ``tables``, ``padding``), validated for this
+        backbone; returns them."""
         self.options = replace(self.options, **changes).checked(self.backbone)
         return self.options
+
+    def pad(self, x: Tensor) -> Tensor:
+        """``x`` padded as ``compress`` pads it (``options.padding``)."""
+        return self.options.padding.pad(x)
 
     @property
     def knobs(self):
@@ -163,21 +173,23 @@ class Codec(nn.Module):
             raise ValueError(f"compress takes one RGB image (3, H, W), got shape {tuple(x.shape)}")
         values = self.set_knobs(knobs)
         h, w = x.shape[-2:]
-        m, tile, path = self.backbone.pad_multiple, self.options.tile, self.options.entropy_path
+        padding, tile, path = self.options.padding, self.options.tile, self.options.entropy_path
         x = x.to(next(self.backbone.parameters()).device)
         extras = {}
+        if not padding.is_ours(self.backbone.pad_multiple):
+            extras[PAD] = padding.spec
         keep = self.options.tables == "checkpoint" and self._tables.stored is not None
         self._use_tables(keep)
         if keep:
             extras[tables.EXTRAS_KEY] = self._tables.stored_digest
-        side = self.control.encode_side(pad_to_multiple(x, m), values)
+        side = self.control.encode_side(padding.pad(x), values)
         try:
             with robust.entropy_path(self.backbone, path):
                 if needs_tiling(h, w, tile):
-                    sections, per_tile = encode_tiles(lambda t: self.backbone.encode(pad_to_multiple(t, m)), x, tile)
+                    sections, per_tile = encode_tiles(lambda t: self.backbone.encode(padding.pad(t)), x, tile)
                     extras[TILE] = [tile, per_tile]
                 else:
-                    sections = self.backbone.encode(pad_to_multiple(x, m))
+                    sections = self.backbone.encode(padding.pad(x))
         finally:
             self.control.release()
         if side:
@@ -203,10 +215,11 @@ class Codec(nn.Module):
         except robust.EntropyPathError as exc:
             raise bitstream.BitstreamError(f"the bitstream asks for entropy path {path!r}: {exc}") from None
         self._use_tables(self._tables_for(header))
+        padding = self._padding_for(header)
         self.control.decode_side(sections[:n_side], values)
         try:
             with robust.entropy_path(self.backbone, path):
-                return self._decode_image(sections[n_side:], header)
+                return self._decode_image(sections[n_side:], header, padding)
         finally:
             self.control.release()
 
@@ -223,12 +236,20 @@ class Codec(nn.Module):
                 f"hold ({holds}); decode it with the checkpoint file that coded it")
         return True
 
-    def _decode_image(self, sections: list[bytes], header: bitstream.Header) -> Tensor:
-        """Decode the image sections, whole or tile by tile as the header says."""
-        h, w, m = header.height, header.width, self.backbone.pad_multiple
+    def _padding_for(self, header: bitstream.Header) -> Padding:
+        """The padding the header records (absent: ours), checked for this backbone."""
+        spec = header.extras.get(PAD)
+        try:
+            return Padding.parse(str(spec) if spec is not None else None).resolved(self.backbone.pad_multiple)
+        except PaddingError as exc:
+            raise bitstream.BitstreamError(f"the bitstream asks for padding {spec!r}: {exc}") from None
+
+    def _decode_image(self, sections: list[bytes], header: bitstream.Header, padding: Padding) -> Tensor:
+        """Decode the image sections, whole or tile by tile as the header says, and crop the padding away."""
+        h, w = header.height, header.width
 
         def decode(part: list[bytes], th: int, tw: int) -> Tensor:
-            return self.backbone.decode(part, th + (-th) % m, tw + (-tw) % m)[..., :th, :tw]
+            return padding.crop(self.backbone.decode(part, *padding.padded_size(th, tw)), th, tw)
 
         if TILE not in header.extras:
             return decode(sections, h, w)
