@@ -2,7 +2,8 @@
 
 Training data is a pure function of ``(seed, sample index)``, and the sampler derives sample indices
 from the optimizer step, rank and world size. So a resumed run continues the exact data order, and
-DDP with W ranks of batch b sees the same samples as one process with batch W*b.
+DDP with W ranks sees the same samples per step as one process: ``data.batch_size`` is the global
+batch (as the authors' DataParallel splits theirs), each rank loading ``batch_size / W`` of it.
 """
 
 from __future__ import annotations
@@ -155,6 +156,15 @@ class ResumableSampler(Sampler[int]):
         return (self.max_steps - self.start_step) * self.batch_size
 
 
+def per_rank_batch(batch_size: int, world_size: int) -> int:
+    """Each rank's share of the global ``data.batch_size``; it must divide evenly."""
+    if batch_size % world_size:
+        raise DataConfigError(f"data.batch_size={batch_size} is the global batch of all {world_size} ranks and "
+                              f"must divide evenly among them, e.g. data.batch_size="
+                              f"{world_size * max(1, round(batch_size / world_size))}")
+    return batch_size // world_size
+
+
 def _check_int(key: str, value: int | None, minimum: int, optional: bool = False) -> None:
     """Reject a non-integer or too small setting, naming its config key."""
     if value is None and optional:
@@ -167,8 +177,9 @@ def _check_int(key: str, value: int | None, minimum: int, optional: bool = False
 class ImageDataModule(L.LightningDataModule):
     """Training crops from ``train_dir`` and named evaluation sets, configured under ``data:``.
 
-    Trainer requirements: ``use_distributed_sampler=False`` (:class:`ResumableSampler` shards by
-    rank itself) and ``accumulate_grad_batches=1``. The sample offset is ``trainer.global_step``, so
+    ``batch_size`` is the global batch per optimizer step; under DDP each of W ranks loads
+    ``batch_size / W`` (which must be whole). Trainer requirements: ``use_distributed_sampler=False``
+    (:class:`ResumableSampler` shards by rank itself) and ``accumulate_grad_batches=1``. The sample offset is ``trainer.global_step``, so
     the LightningModule must make one optimizer step per training batch (automatic optimization,
     or manual optimization stepping one Lightning optimizer per batch). The training loader has no
     length, so validate every N steps: ``val_check_interval=N`` with ``check_val_every_n_epoch=None``.
@@ -278,10 +289,11 @@ class ImageDataModule(L.LightningDataModule):
                 raise ValueError("ImageDataModule needs Trainer(accumulate_grad_batches=1): sample indices"
                                  " follow trainer.global_step, which counts optimizer steps, not batches")
             step, rank, world_size = self.trainer.global_step, self.trainer.global_rank, self.trainer.world_size
-        sampler = ResumableSampler(self.batch_size, start_step=step, rank=rank, world_size=world_size)
+        batch = per_rank_batch(self.batch_size, world_size)
+        sampler = ResumableSampler(batch, start_step=step, rank=rank, world_size=world_size)
         return DataLoader(
             RandomCrops(files, self.crop_size, self.seed),
-            batch_size=self.batch_size,
+            batch_size=batch,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
