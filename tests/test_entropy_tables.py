@@ -148,6 +148,27 @@ def test_fine_tuning_the_entropy_models_gives_fresh_tables(authors):
     assert sections[-1] == z_string(tuned, x)
 
 
+def test_a_training_checkpoint_saved_while_the_entropy_models_trained_reopens_with_fresh_tables(authors, tmp_path):
+    from ctrlic.codecs.build import codec_from_weights
+    from ctrlic.lightning_modules.checkpoint import codec_weights, open_codec
+    from ctrlic.lightning_modules.rd import RDModule
+
+    _, path, _ = authors
+    module = RDModule(from_checkpoint(path))
+    assert module.codec.tables_fit
+    optimizer = torch.optim.SGD(module.codec.backbone.entropy_bottleneck.parameters(), lr=1e-4)
+    module.codec.backbone.aux_loss().backward()
+    optimizer.step()
+    checkpoint = {"state_dict": module.state_dict(), "global_step": 1}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["ctrlic"]["tables_fit"] is False
+    torch.save(checkpoint, tmp_path / "train.ckpt")
+    assert open_codec(tmp_path / "train.ckpt").entropy_tables == "rebuilt"
+    # what the record prevents: one small step left offsets and lengths alone, so the stale tables would pass
+    stale = codec_from_weights(checkpoint["ctrlic"]["arch"], codec_weights(checkpoint), "state dict")
+    assert stale.entropy_tables != "rebuilt"
+
+
 def test_training_that_leaves_the_entropy_models_alone_keeps_the_tables(authors):
     """Adapters or a synthesis fine-tune do not touch what the tables are built from."""
     _, path, x = authors

@@ -116,14 +116,21 @@ def export_codec(codec: Codec, path: str | Path) -> Path:
     return path
 
 
-def codec_from_weights(arch: Mapping, state: Mapping, source: object, fingerprint: str | None = None) -> Codec:
-    """Build the recorded architecture and load its weights strictly; check the fingerprint when recorded."""
+def codec_from_weights(arch: Mapping, state: Mapping, source: object, fingerprint: str | None = None,
+                       tables_fit: bool = True) -> Codec:
+    """Build the recorded architecture and load its weights strictly; check the fingerprint when recorded.
+
+    ``tables_fit=False`` (a training checkpoint saved while the entropy models trained): its CDF tables
+    are stale and are rebuilt, never kept.
+    """
     try:
         codec = build_from_architecture(arch)
     except Exception as err:  # noqa: BLE001 - hydra wraps what the constructors raise
         raise CheckpointError(f"{source}: cannot build the architecture it records ({err}); it was written "
                               "by another ctrlic version or is corrupted") from None
     load_weights(codec.backbone, state)
+    if not tables_fit:
+        codec.discard_checkpoint_tables()
     codec.prepare()
     if fingerprint and codec.fingerprint.hex() != fingerprint:
         raise CheckpointError(f"{source}: weights fingerprint {codec.fingerprint.hex()} does not match the "

@@ -78,6 +78,9 @@ class Codec(nn.Module):
         self._fingerprint: bytes | None = None
         self._tables: tables.EntropyTables | None = None
         self._stored_installed = False  # which set the entropy models hold: the checkpoint's or the rebuilt
+        # the tables held now came with these entropy-model weights (a checkpoint's), until shown otherwise
+        self._held, self._held_source = tables.snapshot(backbone), tables.source_digest(backbone)
+        self._discard_tables = False
         self.options = CodingOptions().checked(backbone)
 
     def set_options(self, **changes: object) -> CodingOptions:
@@ -124,15 +127,17 @@ class Codec(nn.Module):
         from these weights (``entropy/tables.py``); once the entropy models train, only rebuilt ones remain.
         """
         self.eval()
-        current = tables.snapshot(self.backbone)
-        if self._tables is None or not tables.equal(current, self._installed_tables()):
-            candidate = current  # the first prepare, or tables loaded since the last one
-        elif tables.source_digest(self.backbone) == self._tables.source:
-            candidate = self._tables.stored  # the entropy models did not change
+        current, source = tables.snapshot(self.backbone), tables.source_digest(self.backbone)
+        if self._discard_tables:
+            candidate = None
+        elif self._loaded_since(current):
+            candidate = current  # loaded with their weights since the last prepare (or construction)
+        elif source != self._held_source:
+            candidate = None  # the entropy models trained since: the checkpoint's tables are stale
         else:
-            candidate = None  # they trained: the checkpoint's tables are stale
+            candidate = self._tables.stored if self._tables is not None else current
         self._tables = tables.build(self.backbone, candidate)
-        self._stored_installed = False
+        self._stored_installed, self._held_source, self._discard_tables = False, source, False
         self._use_tables(self.options.tables == "checkpoint" and self._tables.stored is not None)
         if self._tables.note:
             log.info("%s: %s", self.name, self._tables.note)
@@ -154,8 +159,25 @@ class Codec(nn.Module):
             return f"checkpoint {self._tables.stored_digest}"
         return "rebuilt"
 
-    def _installed_tables(self) -> tables.Tables:
-        return self._tables.stored if self._stored_installed else self._tables.built
+    @property
+    def tables_fit(self) -> bool:
+        """Whether the tables the entropy models hold now were built for, or came with, their current
+        weights (recorded in training checkpoints: a checkpoint saved while they trained has stale ones)."""
+        if self._discard_tables:
+            return False
+        return (self._loaded_since(tables.snapshot(self.backbone))
+                or tables.source_digest(self.backbone) == self._held_source)
+
+    def discard_checkpoint_tables(self) -> None:
+        """The tables held now are stale (saved while the entropy models trained): the next ``prepare``
+        rebuilds them whatever they look like."""
+        self._discard_tables = True
+        self._fingerprint = None
+
+    def _loaded_since(self, current: tables.Tables) -> bool:
+        """True when ``current`` is none of the sets this codec built or started with (new weights were loaded)."""
+        known = [self._tables.built, self._tables.stored] if self._tables is not None else [self._held]
+        return not any(k is not None and tables.equal(current, k) for k in known)
 
     def _use_tables(self, stored: bool) -> None:
         """Install the checkpoint's tables (``stored``) or the rebuilt ones, if not already installed."""

@@ -19,6 +19,8 @@ from ctrlic.codecs.codec import Codec
 CODEC_ATTR = "model"
 #: the checkpoint entry with ctrlic's own record
 RECORD = "ctrlic"
+#: record key: whether the entropy tables in the state dict fit its weights (``Codec.tables_fit``)
+TABLES_FIT = "tables_fit"
 
 
 def training_record(checkpoint: object) -> dict | None:
@@ -40,5 +42,5 @@ def open_codec(source: str | Path) -> Codec:
     obj = read_checkpoint(source)
     record = training_record(obj)
     if record is not None and "arch" in record:
-        return codec_from_weights(record["arch"], codec_weights(obj), source)
+        return codec_from_weights(record["arch"], codec_weights(obj), source, tables_fit=record.get(TABLES_FIT, True))
     return load_codec(obj, source)

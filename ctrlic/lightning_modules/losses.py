@@ -21,16 +21,18 @@ class RateDistortionLoss(nn.Module):
       passes [0, 1] unnormalised, their evaluation scales; we scale in both). β-CALICE's RDP loss is
       this with ``lpips_weight = 2β``, set per batch by ``VariableRateModule``.
 
-    ``lpips`` holds the LPIPS options: ``net``, ``pretrained``, ``weights`` (backbone file).
+    ``lpips`` holds the LPIPS options: ``net``, ``pretrained``, ``weights`` (backbone file). MS-SSIM
+    and LPIPS see x̂ as the network gives it, as in the authors' losses; ``clamp=True`` clips it to
+    [0, 1] first (no gradient then reaches values outside the range).
     """
 
     def __init__(self, distortion: str = "mse", mse_weight: float = 150.0, lpips_weight: float = 0.1,
-                 lpips: Mapping | None = None) -> None:
+                 lpips: Mapping | None = None, clamp: bool = False) -> None:
         super().__init__()
         if distortion not in DISTORTIONS:
             raise ValueError(f"module.distortion={distortion!r}; choose one of {', '.join(DISTORTIONS)}")
         self.distortion = distortion
-        self.mse_weight, self.lpips_weight = mse_weight, lpips_weight
+        self.mse_weight, self.lpips_weight, self.clamp = mse_weight, lpips_weight, clamp
         self.lpips = LPIPS(**(lpips or {})) if distortion == "lpips" else None
 
     def forward(self, out: dict, x: Tensor, lmbda: float, num_pixels: int | None = None) -> dict[str, Tensor]:
@@ -40,12 +42,13 @@ class RateDistortionLoss(nn.Module):
         x_hat, x = out["x_hat"].float(), x.float()
         mse = (x_hat - x).pow(2).mean()
         terms = {"bpp": bpp, "mse": mse}
+        seen = x_hat.clamp(0, 1) if self.clamp else x_hat
         if self.distortion == "mse":
             terms["loss"] = lmbda * 255**2 * mse + bpp
         elif self.distortion == "ms-ssim":
-            terms["ms_ssim"] = ms_ssim(x_hat.clamp(0, 1), x, round8=False)
+            terms["ms_ssim"] = ms_ssim(seen, x, round8=False)
             terms["loss"] = lmbda * (1 - terms["ms_ssim"]) + bpp
         else:
-            terms["lpips"] = self.lpips(x_hat.clamp(0, 1), x)
+            terms["lpips"] = self.lpips(seen, x)
             terms["loss"] = lmbda * bpp + self.mse_weight * mse + self.lpips_weight * terms["lpips"]
         return terms
