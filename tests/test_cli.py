@@ -100,6 +100,19 @@ def test_eval_evaluates_a_lossless_codec(lossless_model, tmp_path, home):  # noq
     assert (tmp_path / "ev" / "bpsp.png").is_file() and (tmp_path / "ev" / "per_image.csv").is_file()
 
 
+def test_compress_pads_as_asked_and_decompress_crops_back(models, tmp_path, home):  # noqa: F811
+    image = kodak_crop(tmp_path / "odd.png", height=99, width=131)
+    proc = ctrlic("compress", image, tmp_path / "out.ctl", "--model", models["model"], "--alpha", "0.5",
+                  "--pad", "centre-zero:128", home=home)
+    assert proc.returncode == 0, proc.stderr
+    assert info(tmp_path / "out.ctl", home)["extras"]["pad"] == "centre-zero:128"
+    assert ctrlic("decompress", tmp_path / "out.ctl", tmp_path / "rec.png", home=home).returncode == 0
+    assert Image.open(tmp_path / "rec.png").size == (131, 99)
+    proc = ctrlic("compress", image, tmp_path / "bad.ctl", "--model", models["model"], "--pad", "mirror", home=home)
+    assert proc.returncode == 2 and "[centre-]{replicate|zero}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "bad.ctl").exists()
+
+
 @pytest.mark.slow
 def test_eval_writes_the_rd_sweep_results(models, tmp_path, home):  # noqa: F811
     proc = ctrlic("eval", "--model", models["model"], "--data", KODAK, "--crop", "64", "--out", tmp_path / "ev",

@@ -1,4 +1,5 @@
-"""DDP on CPU (gloo): 2 processes of batch b train like 1 process of batch 2b; the RD sweep runs once.
+"""DDP on CPU (gloo): data.batch_size is the global batch, so 2 processes train like 1 on the same
+images per step; the RD sweep runs once.
 
 Both runs round (straight-through) instead of drawing quantization noise (tests/helpers_ddp.py): the
 ranks' noise draws cannot match one process's, and any difference left is then the DDP arithmetic.
@@ -7,6 +8,7 @@ ranks' noise draws cannot match one process's, and any difference left is then t
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
@@ -15,7 +17,8 @@ from tests.conftest import SMOKE, run_cli
 
 COMMON = (*SMOKE, "trainer.max_steps=4", "trainer.val_check_interval=2", "data.val_limit=1", "data.val_crop=64",
           "data.eval_limit=1", "data.eval_crop=64", "trainer.accelerator=cpu",
-          "+callbacks.deterministic={_target_:tests.helpers_ddp.RoundInsteadOfNoise}")
+          "+callbacks.deterministic={_target_:tests.helpers_ddp.RoundInsteadOfNoise}",
+          "+callbacks.record={_target_:tests.helpers_ddp.RecordBatches}", "data.batch_size=16")
 
 
 def _val_losses(run_dir) -> dict[int, float]:
@@ -28,10 +31,20 @@ def _weights(run_dir) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if v.is_floating_point()}
 
 
-def test_two_gloo_processes_follow_the_single_process_loss_curve_and_sweep_once(tmp_path):
+def _batches(run_dir, rank: int) -> dict[int, list[float]]:
+    return {int(k): v for k, v in json.loads((run_dir / f"batches_rank{rank}.json").read_text()).items()}
+
+
+def test_two_gloo_processes_train_on_the_global_batch_follow_one_process_and_sweep_once(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    run_cli(*COMMON, "data.batch_size=4", "callbacks.rd_sweep=null", f"hydra.run.dir={one}")
-    proc = run_cli(*COMMON, "trainer=ddp", "trainer.devices=2", "data.batch_size=2", f"hydra.run.dir={two}")
+    run_cli(*COMMON, "callbacks.rd_sweep=null", f"hydra.run.dir={one}")
+    proc = run_cli(*COMMON, "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={two}")
+    # data.batch_size=16 is the global batch: 8 images per rank, and together the one process's 16
+    alone, ranks = _batches(one, 0), [_batches(two, r) for r in (0, 1)]
+    assert sorted(alone) == sorted(ranks[0]) == sorted(ranks[1]) == [0, 1, 2, 3]
+    for step, images in alone.items():
+        assert len(images) == 16 and [len(r[step]) for r in ranks] == [8, 8]
+        assert sorted(ranks[0][step] + ranks[1][step]) == sorted(images)
     single, ddp = _val_losses(one), _val_losses(two)
     assert sorted(single) == sorted(ddp) == [1, 3]  # validation after steps 2 and 4 (0-based step index)
     print("val/loss 1 process:", single, "2 processes:", ddp)

@@ -16,7 +16,19 @@ from ctrlic.metrics.quality import bits_per_pixel, ms_ssim
 
 
 class RateDistortionLoss(nn.Module):
-    """Base: rate in bits per pixel and MSE of ``out`` against ``x``; subclasses combine them with λ."""
+    """Base: rate in bits per pixel and MSE of ``out`` against ``x``; subclasses combine them with λ.
+
+    Perceptual terms see x̂ as the network gives it, as in the authors' losses; ``clamp=True`` clips
+    it to [0, 1] first (no gradient then reaches values outside the range).
+    """
+
+    def __init__(self, clamp: bool = False) -> None:
+        super().__init__()
+        self.clamp = clamp
+
+    def seen(self, x_hat: Tensor) -> Tensor:
+        """x̂ as the perceptual terms see it (clipped to [0, 1] only with ``clamp``)."""
+        return x_hat.clamp(0, 1) if self.clamp else x_hat
 
     def forward(self, out: dict, x: Tensor, lmbda: float, num_pixels: int | None = None) -> dict[str, Tensor]:
         """``num_pixels`` charges the rate to other pixels than x's (the unpadded image in validation)."""
@@ -43,7 +55,7 @@ class MSSSIMRateLoss(RateDistortionLoss):
     """``λ·(1 − MS-SSIM) + bpp`` (CompressAI's MS-SSIM models; λ weighs the distortion)."""
 
     def combine(self, terms: dict[str, Tensor], x_hat: Tensor, x: Tensor, lmbda: float) -> Tensor:
-        terms["ms_ssim"] = ms_ssim(x_hat.clamp(0, 1), x, round8=False)
+        terms["ms_ssim"] = ms_ssim(self.seen(x_hat), x, round8=False)
         return lmbda * (1 - terms["ms_ssim"]) + terms["bpp"]
 
 
@@ -56,11 +68,12 @@ class LPIPSRateLoss(RateDistortionLoss):
     the LPIPS options: ``net``, ``pretrained``, ``weights`` (backbone file).
     """
 
-    def __init__(self, mse_weight: float = 150.0, lpips_weight: float = 0.1, lpips: Mapping | None = None) -> None:
-        super().__init__()
+    def __init__(self, mse_weight: float = 150.0, lpips_weight: float = 0.1, lpips: Mapping | None = None,
+                 clamp: bool = False) -> None:
+        super().__init__(clamp)
         self.mse_weight, self.lpips_weight = mse_weight, lpips_weight
         self.lpips = LPIPS(**(lpips or {}))
 
     def combine(self, terms: dict[str, Tensor], x_hat: Tensor, x: Tensor, lmbda: float) -> Tensor:
-        terms["lpips"] = self.lpips(x_hat.clamp(0, 1), x)
+        terms["lpips"] = self.lpips(self.seen(x_hat), x)
         return lmbda * terms["bpp"] + self.mse_weight * terms["mse"] + self.lpips_weight * terms["lpips"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 
 import lightning as L
@@ -9,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ctrlic.codecs.codec import Codec, pad_to_multiple
-from ctrlic.lightning_modules.checkpoint import CODEC_ATTR, RECORD, save_record
+from ctrlic.lightning_modules.checkpoint import CODEC_ATTR, RECORD, TABLES_FIT, save_record
 from ctrlic.lightning_modules.losses import MSERateLoss, RateDistortionLoss
 from ctrlic.utils.rng import rng_states, set_rng_states
 
@@ -68,10 +69,12 @@ class RDModule(L.LightningModule):
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
+    def training_step(self, x: Tensor, batch_idx: int) -> Tensor | None:
         knobs = self.codec.set_knobs(self.training_knobs())
         terms = self.criterion(self.codec(x), x, self.lmbda_for(knobs))
         loss = terms["loss"]
+        if skip_non_finite(self, loss, batch_idx):
+            return None
         if self.aux_params:
             terms["aux"] = self.codec.backbone.aux_loss()
             loss = loss + terms["aux"]
@@ -81,18 +84,18 @@ class RDModule(L.LightningModule):
 
     def validation_step(self, batch: Mapping, batch_idx: int) -> None:
         x = batch["x"]
-        h, w = x.shape[-2:]
+        n, _, h, w = x.shape
         padded = pad_to_multiple(x, self.codec.backbone.pad_multiple)
         totals: dict[str, float] = {}
         for knobs in self.val_knobs:
             knobs = self.codec.set_knobs(knobs)
             out = self.codec(padded)
             out["x_hat"] = out["x_hat"][..., :h, :w].clamp(0, 1)
-            terms = self.criterion(out, x, self.lmbda_for(knobs), num_pixels=h * w)
+            terms = self.criterion(out, x, self.lmbda_for(knobs), num_pixels=n * h * w)
             terms["psnr"] = -10 * torch.log10(terms["mse"].clamp_min(1e-10))
             for k, v in terms.items():
                 totals[k] = totals.get(k, 0.0) + v.detach() / len(self.val_knobs)
-        self.log_dict({f"val/{k}": v for k, v in totals.items()}, batch_size=1, sync_dist=True)
+        self.log_dict({f"val/{k}": v for k, v in totals.items()}, batch_size=n, sync_dist=True)
 
     # -- optimisation ----------------------------------------------------------------------------
 
@@ -110,7 +113,7 @@ class RDModule(L.LightningModule):
             torch.nn.utils.clip_grad_norm_(self.net_params, self.clip_max_norm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        save_record(checkpoint, self, rng=rng_states())
+        save_record(checkpoint, self, rng=rng_states(), **{TABLES_FIT: self.codec.tables_fit})
 
     # -- exact resume: the quantization noise continues where the checkpoint left it ---------------
 
@@ -123,3 +126,18 @@ class RDModule(L.LightningModule):
             set_rng_states(self._resume_rng)
             self._resume_rng = None
 
+
+def skip_non_finite(module: L.LightningModule, loss: Tensor, batch_idx: int) -> bool:
+    """True (with a warning) when the loss is NaN/Inf on any rank: the step is skipped on all of them,
+    as the authors' ``train_one_epoch`` skips such a batch (CALICE src/utils/engine.py:107-109)."""
+    finite = bool(torch.isfinite(loss.detach()).all())
+    if module._trainer is not None:
+        finite = module.trainer.strategy.reduce_boolean_decision(finite, all=True)
+    if not finite:
+        warnings.warn(f"training loss is NaN or Inf at step {module.global_step} (batch {batch_idx}): "
+                      "skipping this batch", NonFiniteLossWarning, stacklevel=2)
+    return not finite
+
+
+class NonFiniteLossWarning(UserWarning):
+    """A training batch gave a NaN or Inf loss and was skipped."""

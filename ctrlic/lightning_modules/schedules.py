@@ -14,8 +14,8 @@ import torch
 from torch.optim import Optimizer
 
 
-def _lightning(scheduler, interval: str, monitor: str | None = None) -> dict:
-    config = {"scheduler": scheduler, "interval": interval, "frequency": 1}
+def _lightning(scheduler, interval: str, monitor: str | None = None, every: int = 1) -> dict:
+    config = {"scheduler": scheduler, "interval": interval, "frequency": every}
     if monitor:
         config["monitor"] = monitor
     return config
@@ -25,10 +25,14 @@ def _total(max_steps: int | None) -> int:
     return max(1, max_steps if max_steps and max_steps > 0 else 1)
 
 
-def cosine(optimizer: Optimizer, max_steps: int | None, eta_min: float = 0.0, interval: str = "step") -> dict:
-    """Cosine annealing from the optimizer's lr to ``eta_min`` over ``max_steps``."""
-    return _lightning(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=_total(max_steps), eta_min=eta_min),
-                      interval)
+def cosine(optimizer: Optimizer, max_steps: int | None, eta_min: float = 0.0, interval: str = "step",
+           steps_per_epoch: int | None = None) -> dict:
+    """Cosine annealing from the optimizer's lr to ``eta_min`` over ``max_steps``; with ``steps_per_epoch``
+    the lr moves once per epoch of that many steps, as the authors' per-epoch ``scheduler.step()``."""
+    every = steps_per_epoch or 1
+    total = math.ceil(_total(max_steps) / every)
+    return _lightning(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=eta_min),
+                      interval, every=every)
 
 
 def multistep(optimizer: Optimizer, max_steps: int | None, milestones: Sequence[float] = (0.9,), gamma: float = 0.1,

@@ -193,10 +193,12 @@ class SymmetricalTransFormer(ChannelAutoregressive):
             conv3x3(Z + 2 * e, Z + 3 * e), nn.GELU(), subpel_conv3x3(Z + 3 * e, M, 2), nn.GELU(), conv3x3(M, M))
 
     def analysis(self, x: Tensor) -> Tensor:
+        """y in (N, C, H, W), contiguous as the authors' (``.permute(0, 3, 1, 2).contiguous()``), so the
+        training noise, drawn with y's memory layout, lands on the same elements for the same seed."""
         x = self.patch_embed(x)
         for layer in self.layers:
             x = layer(x)
-        return x.permute(0, 3, 1, 2)
+        return x.permute(0, 3, 1, 2).contiguous()
 
     def synthesis(self, y_hat: Tensor) -> Tensor:
         x = y_hat.permute(0, 2, 3, 1)
