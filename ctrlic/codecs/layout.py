@@ -53,7 +53,7 @@ def read_padding(header: Header, backbone_multiple: int) -> pad.Padding:
     ``padding.MAX_MULTIPLE``, so the padded image stays bounded)."""
     spec = header.extras.get(pad.EXTRAS_KEY)
     if spec is not None and not isinstance(spec, str):
-        raise BitstreamError(f"header field {pad.EXTRAS_KEY} is {spec!r}, not a padding: the file is corrupted")
+        raise BitstreamError(f"the bitstream asks for padding {spec!r}, which is not a padding: the file is corrupted")
     try:
         return pad.Padding.parse(spec).resolved(backbone_multiple)
     except pad.PaddingError as exc:
