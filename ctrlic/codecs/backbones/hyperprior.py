@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ctrlic.codecs.backbones.base import Backbone, fp32
+from ctrlic.codecs.backbones.base import GaussianCoder, fp32
 
 
-class MeanScaleCoder(Backbone):
+class MeanScaleCoder(GaussianCoder):
     """Forward, encode and decode of a mean-scale hyperprior with no context model."""
 
     def forward(self, x: Tensor) -> dict:

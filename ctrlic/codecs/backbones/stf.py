@@ -140,6 +140,7 @@ class SymmetricalTransFormer(ChannelAutoregressive):
     """
 
     pad_multiple = 64
+    capabilities = ChannelAutoregressive.capabilities | {"swin_prompts"}
 
     def __init__(self, embed_dim: int = 48, depths: Sequence[int] = (2, 2, 6, 2),
                  num_heads: Sequence[int] = (3, 6, 12, 24), window_size: int = 4, num_slices: int = 12,
@@ -150,6 +151,7 @@ class SymmetricalTransFormer(ChannelAutoregressive):
             raise ValueError(f"STF has 4 stages (stride 16); got depths={list(depths)}, num_heads={list(num_heads)}")
         e = embed_dim
         M, Z = 8 * e, 4 * e
+        self.M = M
         self.num_slices = num_slices
         self.max_support_slices = num_slices // 2 if max_support_slices is None else max_support_slices
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()

@@ -134,6 +134,7 @@ class TCM(ChannelAutoregressive):
         super().__init__()
         self.entropy_bottleneck = EntropyBottleneck(z_channels)
         self.num_slices, self.max_support_slices = num_slices, max_support_slices
+        self.M = M
         # windows tile g_a/g_s at stride 8, SWAtten at 16 and the hyperprior at 32; z is at stride 64
         self.pad_multiple = math.lcm(64, 16 * window_size, 32 * hyper_window_size)
         rates = torch.linspace(0, drop_path_rate, sum(config)).tolist()

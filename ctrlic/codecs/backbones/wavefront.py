@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from compressai.ans import RansDecoder, RansEncoder
 from torch import Tensor
 
-from ctrlic.codecs.backbones.base import Backbone, fp32
+from ctrlic.codecs.backbones.base import GaussianCoder, fp32
 from ctrlic.codecs.entropy.robust import coding_tensor, parameter_space
 
 KERNEL = 5
@@ -30,7 +30,7 @@ def wavefronts(height: int, width: int):
         yield h, t - 3 * h
 
 
-class WavefrontCoder(Backbone):
+class WavefrontCoder(GaussianCoder):
     """Forward, encode and decode of a joint autoregressive + hyperprior model (see the module docstring)."""
 
     def _hyper(self, z_hat: Tensor) -> Tensor:
@@ -70,18 +70,19 @@ class WavefrontCoder(Backbone):
             return self._encode_y(coding_tensor(self, y[0]), self._hyper(coding_tensor(self, z_hat))) + [z_string]
 
     def _encode_y(self, y: Tensor, params: Tensor) -> list[bytes]:
-        """Code y wavefront by wavefront (on the entropy-parameter device and dtype)."""
+        """Code y wavefront by wavefront (on the entropy-parameter device and dtype), quantizing and
+        dequantizing through the Gaussian conditional (so a QVRF regulator applies)."""
         height, width = y.shape[-2:]
         y_hat = F.pad(torch.zeros_like(y), (PAD, PAD, PAD, PAD))
         ctx = self._context_operator()
+        gc = self.gaussian_conditional
         symbols, indexes = [], []
         for rows, cols in wavefronts(height, width):
             scales, means = self._gaussian_params(y_hat, params, rows, cols, ctx)
-            y_q = torch.round(y[:, rows, cols] - means)
-            y_hat[:, rows + PAD, cols + PAD] = y_q + means
-            symbols.append(y_q.int().flatten())
-            indexes.append(self.gaussian_conditional.build_indexes(scales).flatten())
-        gc = self.gaussian_conditional
+            y_q = gc.quantize(y[:, rows, cols], "symbols", means)
+            y_hat[:, rows + PAD, cols + PAD] = gc.dequantize(y_q, means)
+            symbols.append(y_q.flatten())
+            indexes.append(gc.build_indexes(scales).flatten())
         y_string = RansEncoder().encode_with_indexes(
             torch.cat(symbols).tolist(),
             torch.cat(indexes).tolist(),
@@ -112,6 +113,6 @@ class WavefrontCoder(Backbone):
             scales, means = self._gaussian_params(y_hat, params, rows, cols, ctx)
             idx = gc.build_indexes(scales).flatten().tolist()
             values = decoder.decode_stream(idx, cdf, cdf_len, offsets)
-            y_q = torch.tensor(values, dtype=means.dtype, device=means.device).reshape(means.shape)
-            y_hat[:, rows + PAD, cols + PAD] = y_q + means
+            y_q = torch.tensor(values, dtype=torch.int32, device=means.device).reshape(means.shape)
+            y_hat[:, rows + PAD, cols + PAD] = gc.dequantize(y_q, means)
         return y_hat[None, :, PAD:-PAD, PAD:-PAD]
