@@ -63,10 +63,17 @@ class RDModule(L.LightningModule):
     def lmbda_for(self, knobs: Mapping[str, float]) -> float:
         return self.lmbda
 
+    def validation_knobs(self) -> list[dict[str, float]]:
+        """The knob settings validation averages over."""
+        return self.val_knobs
+
     # -- steps ---------------------------------------------------------------------------------
 
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
-        knobs = self.codec.set_knobs(self.training_knobs())
+        return self.rd_step(x, self.codec.set_knobs(self.training_knobs()))
+
+    def rd_step(self, x: Tensor, knobs: Mapping[str, float]) -> Tensor:
+        """The training loss (plus the aux loss) at the knob setting already applied; logs its terms."""
         terms = self.criterion(self.codec(x), x, self.lmbda_for(knobs))
         loss = terms["loss"]
         if self.aux_params:
@@ -81,14 +88,15 @@ class RDModule(L.LightningModule):
         h, w = x.shape[-2:]
         padded = pad_to_multiple(x, self.codec.backbone.pad_multiple)
         totals: dict[str, float] = {}
-        for knobs in self.val_knobs:
+        val_knobs = self.validation_knobs()
+        for knobs in val_knobs:
             knobs = self.codec.set_knobs(knobs)
             out = self.codec(padded)
             out["x_hat"] = out["x_hat"][..., :h, :w].clamp(0, 1)
             terms = self.criterion(out, x, self.lmbda_for(knobs), num_pixels=h * w)
             terms["psnr"] = -10 * torch.log10(terms["mse"].clamp_min(1e-10))
             for k, v in terms.items():
-                totals[k] = totals.get(k, 0.0) + v.detach() / len(self.val_knobs)
+                totals[k] = totals.get(k, 0.0) + v.detach() / len(val_knobs)
         self.log_dict({f"val/{k}": v for k, v in totals.items()}, batch_size=1, sync_dist=True)
 
     # -- optimisation ----------------------------------------------------------------------------
@@ -102,8 +110,9 @@ class RDModule(L.LightningModule):
             return optimizer
         spec = dict(self.scheduler_factory)
         interval, monitor = spec.pop("interval", "step"), spec.pop("monitor", None)
+        frequency = int(spec.pop("frequency", 1))  # plateau: step it after each validation, not every step
         scheduler = build_scheduler(optimizer, spec, self.trainer.max_steps)
-        config = {"scheduler": scheduler, "interval": interval, "frequency": 1}
+        config = {"scheduler": scheduler, "interval": interval, "frequency": frequency}
         if monitor:
             config["monitor"] = monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
