@@ -11,7 +11,7 @@ import torch
 from compressai.entropy_models import GaussianConditional
 
 from ctrlic.codecs.bitstream import unpack
-from ctrlic.codecs.build import export_codec, load_codec
+from ctrlic.codecs.build import build_codec, export_codec, load_codec
 from ctrlic.codecs.control.levels import LevelConfigError
 from ctrlic.codecs.entropy.gaussian import TABLES, ScaledGaussianConditional
 from ctrlic.errors import user_error
@@ -19,6 +19,7 @@ from ctrlic.lightning_modules.variable_rate import draw_alpha
 from tests.conftest import run_cli
 from tests.helpers_schemes import (
     GAUSSIAN,
+    compose_nodes,
     compress_at_target_bpp,
     kodak_crops,
     rising,
@@ -211,3 +212,17 @@ def test_smoke_run_writes_a_rising_curve_from_real_bitstreams(tmp_path):
     assert len(results["a"]) >= 5 and results["a"] == sorted(results["a"])
     assert rising(results["bpp"]), results["bpp"]
     assert len(list((tmp_path / "bitstreams").rglob("*.ctl"))) == 2 * len(results["a"])
+
+
+def test_stage_three_loads_the_stage_two_regulators():
+    """``experiment=qvrf_ste``: the scheme attaches before the stage-2 weights load (``backbone.adapted``)."""
+    stage2 = tiny_codec("tic_hyperprior", "qvrf")
+    with torch.no_grad():
+        stage2.backbone.Gain.mul_(1.5)
+    backbone, control = compose_nodes("tic_hyperprior", "qvrf", "control.proxy=ste")
+    stage3 = build_codec({**backbone, "checkpoint": stage2.backbone.state_dict(),
+                          "adapted": {"scheme": control, "merge": False}}, control)
+    assert torch.equal(stage3.backbone.Gain, stage2.backbone.Gain)
+    assert stage3.backbone.gaussian_conditional.proxy == "ste"
+    x = kodak_crops(64)
+    assert unpack(stage3.compress(x, {"a": 2.0}))[1] == unpack(stage2.compress(x, {"a": 2.0}))[1]  # same payload
