@@ -62,6 +62,26 @@ def short_fit(codec: Codec, steps: int = 2, **module_args) -> None:
     codec.prepare()
 
 
+def sizes_after_short_fit(codec: Codec, knob: str, values: tuple[float, ...]) -> list[int]:
+    """Bitstream sizes of a Kodak crop at ``values`` of ``knob`` after two multi-λ training steps."""
+    short_fit(codec)
+    x = kodak_crops(64)
+    return [len(codec.compress(x, {knob: v})) for v in values]
+
+
+def smoke_run_curve(run_dir: Path, knob: str, *overrides: str) -> dict[str, list[float]]:
+    """``run.py OVERRIDES debug=smoke data=demo``; checks the RD sweep coded ≥ 5 knob values in rising
+    order, with rising bpp, into real bitstream files; returns the results."""
+    from tests.conftest import run_cli
+
+    run_cli(*overrides, "debug=smoke", "data=demo", f"hydra.run.dir={run_dir}")
+    results = json.loads((run_dir / "results.json").read_text())["results"]
+    assert len(results[knob]) >= 5 and results[knob] == sorted(results[knob]), results[knob]
+    assert rising(results["bpp"]), results["bpp"]
+    assert len(list((run_dir / "bitstreams").rglob("*.ctl"))) == 2 * len(results[knob])  # 2 images per point
+    return results
+
+
 class LatentRecorder:
     """The latent ŷ each side reconstructs: the encoder's ``dequantize(symbols)`` for every symbol block it
     codes, the decoder's ``dequantize`` outputs, in coding order (through ``gaussian_conditional``)."""

@@ -17,7 +17,6 @@ from ctrlic.codecs.control.levels import LevelConfigError
 from ctrlic.codecs.entropy.gaussian import TABLES
 from ctrlic.errors import user_error
 from ctrlic.lightning_modules.variable_rate import draw_alpha
-from tests.conftest import run_cli
 from tests.helpers_schemes import (
     GAUSSIAN,
     compose_nodes,
@@ -26,6 +25,8 @@ from tests.helpers_schemes import (
     rising,
     round_trip,
     short_fit,
+    sizes_after_short_fit,
+    smoke_run_curve,
     tiny_codec,
 )
 
@@ -75,10 +76,7 @@ def test_lambda_of_a_knob_setting_is_log_linear_between_levels():
 def test_rate_rises_with_q_after_a_short_training(backbone):
     """Five q values, real bitstreams, bpp strictly rising. Two training steps barely move the gains, so
     they start at sqrt(λ_s/λ_0) (``init: sqrt_lambda``): the levels differ in rate from the start."""
-    codec = gain_codec(backbone, "control.init=sqrt_lambda")
-    short_fit(codec)
-    x = kodak_crops(64)
-    sizes = [len(codec.compress(x, {"q": q})) for q in (0.0, 1.75, 3.5, 5.25, 7.0)]
+    sizes = sizes_after_short_fit(gain_codec(backbone, "control.init=sqrt_lambda"), "q", (0.0, 1.75, 3.5, 5.25, 7.0))
     assert rising(sizes), sizes
 
 
@@ -219,12 +217,7 @@ def test_ctrlic_compress_hits_a_target_bpp_within_one_percent(tmp_path):
 
 
 def test_smoke_run_writes_a_rising_curve_from_real_bitstreams(tmp_path):
-    """``experiment=gain_units backbone=stf debug=smoke``: six joint training steps, then the RD sweep."""
-    import json
-
-    run_cli("experiment=gain_units", "backbone=stf", "debug=smoke", "data=demo", "control.init=sqrt_lambda",
-            f"hydra.run.dir={tmp_path}")
-    results = json.loads((tmp_path / "results.json").read_text())["results"]
-    assert len(results["q"]) >= 5 and results["q"] == sorted(results["q"])
-    assert rising(results["bpp"]), results["bpp"]
-    assert len(list((tmp_path / "bitstreams").rglob("*.ctl"))) == 2 * len(results["q"])
+    """``experiment=gain_units backbone=stf debug=smoke``: six joint training steps, then the RD sweep
+    (gains starting sqrt(λ_s/λ_0) apart: six steps barely move them)."""
+    results = smoke_run_curve(tmp_path, "q", "experiment=gain_units", "backbone=stf", "control.init=sqrt_lambda")
+    assert results["q"][0] == 0.0 and results["q"][-1] == 7.0

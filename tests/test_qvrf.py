@@ -3,7 +3,6 @@ continuous regulator knob, exact round trips, the anchor's bits at a = 1, traini
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -16,7 +15,6 @@ from ctrlic.codecs.control.levels import LevelConfigError
 from ctrlic.codecs.entropy.gaussian import TABLES, ScaledGaussianConditional
 from ctrlic.errors import user_error
 from ctrlic.lightning_modules.variable_rate import draw_alpha
-from tests.conftest import run_cli
 from tests.helpers_schemes import (
     GAUSSIAN,
     compose_nodes,
@@ -25,6 +23,8 @@ from tests.helpers_schemes import (
     rising,
     round_trip,
     short_fit,
+    sizes_after_short_fit,
+    smoke_run_curve,
     tiny_codec,
 )
 
@@ -106,10 +106,7 @@ def test_at_a_equal_one_the_payload_is_the_anchors(backbone):
 
 @pytest.mark.parametrize("backbone", GAUSSIAN)
 def test_rate_rises_with_a_after_a_short_training(backbone):
-    codec = tiny_codec(backbone, "qvrf")
-    short_fit(codec)
-    x = kodak_crops(64)
-    sizes = [len(codec.compress(x, {"a": a})) for a in (0.5, 1.0, 2.5, 6.0, 12.0)]
+    sizes = sizes_after_short_fit(tiny_codec(backbone, "qvrf"), "a", (0.5, 1.0, 2.5, 6.0, 12.0))
     assert rising(sizes), sizes
 
 
@@ -207,11 +204,8 @@ def test_ctrlic_compress_hits_a_target_bpp_within_one_percent(tmp_path):
 def test_smoke_run_writes_a_rising_curve_from_real_bitstreams(tmp_path):
     """``experiment=qvrf debug=smoke`` (Cheng2020-attn): six stage-2 steps from random weights, then
     the RD sweep at the trained regulators."""
-    run_cli("experiment=qvrf", "debug=smoke", "data=demo", f"hydra.run.dir={tmp_path}")
-    results = json.loads((tmp_path / "results.json").read_text())["results"]
-    assert len(results["a"]) >= 5 and results["a"] == sorted(results["a"])
-    assert rising(results["bpp"]), results["bpp"]
-    assert len(list((tmp_path / "bitstreams").rglob("*.ctl"))) == 2 * len(results["a"])
+    results = smoke_run_curve(tmp_path, "a", "experiment=qvrf")
+    assert results["a"][0] == pytest.approx(1.0, abs=0.01) and results["a"][-1] == pytest.approx(10.0, abs=0.05)
 
 
 def test_stage_three_loads_the_stage_two_regulators():
