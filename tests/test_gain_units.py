@@ -211,9 +211,9 @@ def test_a_backbone_without_a_gaussian_latent_is_refused():
 
 def test_ctrlic_compress_hits_a_target_bpp_within_one_percent(tmp_path):
     """On a tiny STF whose gains start sqrt(λ_s/λ_0) apart (untrained: the search only needs a rising rate)."""
-    target, meta = compress_at_target_bpp(gain_codec("stf", "control.init=sqrt_lambda"), tmp_path)
-    assert abs(meta["bpp"] - target) <= 0.01 * target, meta
-    assert 0.0 < meta["knobs"]["q"] < 7.0
+    target, bpp, knobs = compress_at_target_bpp(gain_codec("stf", "control.init=sqrt_lambda"), tmp_path)
+    assert abs(bpp - target) <= 0.01 * target, (bpp, target)
+    assert 0.0 < knobs["q"] < 7.0
 
 
 def test_smoke_run_writes_a_rising_curve_from_real_bitstreams(tmp_path):

@@ -196,9 +196,9 @@ def test_eleven_level_variant():
 
 def test_ctrlic_compress_hits_a_target_bpp_within_one_percent(tmp_path):
     """On a tiny TIC at its initial regulators (untrained: the search only needs a rising rate)."""
-    target, meta = compress_at_target_bpp(tiny_codec("tic", "qvrf"), tmp_path)
-    assert abs(meta["bpp"] - target) <= 0.01 * target, meta
-    assert 0.5 < meta["knobs"]["a"] < 12.0
+    target, bpp, knobs = compress_at_target_bpp(tiny_codec("tic", "qvrf"), tmp_path)
+    assert abs(bpp - target) <= 0.01 * target, (bpp, target)
+    assert 0.5 < knobs["a"] < 12.0
 
 
 def test_smoke_run_writes_a_rising_curve_from_real_bitstreams(tmp_path):
