@@ -86,7 +86,7 @@ class GainUnits(LevelScheme):
         top = float(self.levels - 1)
         points = tuple(float(v) for v in sweep) if sweep is not None else tuple(i / 2 for i in range(2 * self.levels - 1))
         self.knobs = (Knob("q", 0.0, top, default=top if default is None else float(default), sweep=points),)
-        self.q = top
+        self.q = self.knobs[0].default
         self.points: dict[str, list[str]] = {}
 
     # -- attaching -------------------------------------------------------------------------------
