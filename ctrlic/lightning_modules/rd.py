@@ -67,10 +67,18 @@ class RDModule(L.LightningModule):
     def lmbda_for(self, knobs: Mapping[str, float]) -> float:
         return self.lmbda
 
+    def validation_knobs(self) -> list[dict[str, float]]:
+        """The knob settings validation averages over."""
+        return self.val_knobs
+
     # -- steps ---------------------------------------------------------------------------------
 
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor | None:
-        knobs = self.codec.set_knobs(self.training_knobs())
+        return self.rd_step(x, self.codec.set_knobs(self.training_knobs()), batch_idx)
+
+    def rd_step(self, x: Tensor, knobs: Mapping[str, float], batch_idx: int) -> Tensor | None:
+        """The training loss (plus the aux loss) at the knob setting already applied; logs its terms.
+        None (the step skipped on every rank) when the loss is not finite."""
         terms = self.criterion(self.codec(x), x, self.lmbda_for(knobs))
         loss = terms["loss"]
         if skip_non_finite(self, loss, batch_idx):
@@ -87,14 +95,15 @@ class RDModule(L.LightningModule):
         n, _, h, w = x.shape
         padded = pad_to_multiple(x, self.codec.backbone.pad_multiple)
         totals: dict[str, float] = {}
-        for knobs in self.val_knobs:
+        val_knobs = self.validation_knobs()
+        for knobs in val_knobs:
             knobs = self.codec.set_knobs(knobs)
             out = self.codec(padded)
             out["x_hat"] = out["x_hat"][..., :h, :w].clamp(0, 1)
             terms = self.criterion(out, x, self.lmbda_for(knobs), num_pixels=n * h * w)
             terms["psnr"] = -10 * torch.log10(terms["mse"].clamp_min(1e-10))
             for k, v in terms.items():
-                totals[k] = totals.get(k, 0.0) + v.detach() / len(self.val_knobs)
+                totals[k] = totals.get(k, 0.0) + v.detach() / len(val_knobs)
         self.log_dict({f"val/{k}": v for k, v in totals.items()}, batch_size=n, sync_dist=True)
 
     # -- optimisation ----------------------------------------------------------------------------

@@ -44,7 +44,8 @@ def multistep(optimizer: Optimizer, max_steps: int | None, milestones: Sequence[
 
 
 def plateau(optimizer: Optimizer, max_steps: int | None, factor: float = 0.3, patience: int = 4,
-            monitor: str = "val/loss", interval: str = "step") -> dict:
-    """The lr times ``factor`` when ``monitor`` has not improved for ``patience`` validations."""
+            monitor: str = "val/loss", interval: str = "step", frequency: int = 1) -> dict:
+    """The lr times ``factor`` when ``monitor`` has not improved for ``patience`` checks, one check every
+    ``frequency`` steps (``trainer.val_check_interval``: once per validation)."""
     return _lightning(torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=factor, patience=patience),
-                      interval, monitor)
+                      interval, monitor, every=int(frequency))

@@ -16,8 +16,9 @@ from compressai.layers import conv3x3
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-from ctrlic.codecs.backbones.base import Backbone, check_hyperprior_sections, fp32
+from ctrlic.codecs.backbones.base import GaussianCoder, check_hyperprior_sections, fp32
 from ctrlic.codecs.entropy import bit_map, rans
+from ctrlic.codecs.entropy.gaussian import straight_through
 from ctrlic.codecs.entropy.robust import parameter_space
 
 #: (slice index, mean, scale) -> the quantised slice before the latent residual prediction
@@ -41,7 +42,7 @@ def support_channels(hyper: int, slice_channels: int, num_slices: int, max_suppo
     return [hyper + slice_channels * min(i + extra, max_support + extra) for i in range(num_slices)]
 
 
-class ChannelAutoregressive(Backbone):
+class ChannelAutoregressive(GaussianCoder):
     """Backbone with a hyperprior on z and a ChARM model on y; subclasses supply the transforms.
 
     Subclasses set ``num_slices``, ``max_support_slices``, ``h_a``, ``h_mean_s``, ``h_scale_s``,
@@ -108,7 +109,7 @@ class ChannelAutoregressive(Backbone):
             def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
                 _, likelihood = self.gaussian_conditional(y_slices[i], scale, mu)
                 y_likelihoods.append(likelihood)
-                return quantize_ste(y_slices[i] - mu) + mu
+                return straight_through(self.gaussian_conditional, y_slices[i], mu)
 
             y_hat = self._slices(z_hat, code)
         x_hat = self.synthesis(y_hat)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ctrlic.codecs.backbones.base import Backbone, check_hyperprior_sections, fp32
+from ctrlic.codecs.backbones.base import GaussianCoder, check_hyperprior_sections, fp32
 from ctrlic.codecs.entropy import bit_map, rans
 
 
-class MeanScaleCoder(Backbone):
+class MeanScaleCoder(GaussianCoder):
     """Forward, encode and decode of a mean-scale hyperprior with no context model."""
 
     def forward(self, x: Tensor) -> dict:

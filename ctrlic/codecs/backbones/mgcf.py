@@ -85,6 +85,7 @@ class MGCF(Backbone):
     """Lossless codec: ``forward`` gives per-sub-pixel likelihoods, ``encode``/``decode`` real bits."""
 
     lossless = True
+    capabilities = frozenset({"likelihood_rate"})
     pad_multiple = 1  # patches are padded inside; padded pixels are known to both sides and not coded
 
     @property

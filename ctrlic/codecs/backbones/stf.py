@@ -140,6 +140,7 @@ class SymmetricalTransFormer(ChannelAutoregressive):
     """
 
     pad_multiple = 64
+    capabilities = ChannelAutoregressive.capabilities | {"swin_prompts"}
 
     def __init__(self, embed_dim: int = 48, depths: Sequence[int] = (2, 2, 6, 2),
                  num_heads: Sequence[int] = (3, 6, 12, 24), window_size: int = 4, num_slices: int = 12,

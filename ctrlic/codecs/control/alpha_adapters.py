@@ -27,9 +27,14 @@ from torch import nn
 
 from ctrlic.codecs.control.adapters import AdaptedLayer, ConvAdapter, LoRALinear, SubpelConvAdapter
 from ctrlic.codecs.control.base import ControlScheme, Knob
+from ctrlic.errors import UserError
 
 #: α values of CALICE's RD evaluation (``eval_continuous.py``), lowest rate first
 SWEEP = (1.0, 0.9, 0.8, 0.6, 0.45, 0.35, 0.25, 0.15, 0.05, 0.0)
+
+
+class AlphaAdaptersError(UserError):
+    """Adapter patterns that cannot work (invalid, matching nothing or the wrong layer type, none at all)."""
 
 
 def _is_subpel(module: nn.Module) -> bool:
@@ -51,8 +56,8 @@ def _compile(kind: str, patterns: Sequence[str]) -> list[re.Pattern]:
         try:
             compiled.append(re.compile(pattern))
         except re.error as err:
-            raise ValueError(f"alpha_adapters: {kind} pattern '{pattern}' is not a valid regular "
-                             f"expression ({err})") from None
+            raise AlphaAdaptersError(f"alpha_adapters: {kind} pattern '{pattern}' is not a valid regular "
+                                     f"expression ({err})") from None
     return compiled
 
 
@@ -65,14 +70,15 @@ class AlphaAdapters(ControlScheme):
     of the RD sweep.
     """
 
+    #: α interpolates between λs: the backbone must be a lossy codec trained on λ·D + R
+    requires = frozenset({"rate_distortion"})
+
     def __init__(self, rank: int = 8, multiplier: float = 1.0, lora: Sequence[str] = (),
                  conv: Sequence[str] = (), subpel: Sequence[str] = (), sweep: Sequence[float] = SWEEP) -> None:
         self.rank = int(rank)
         self.multiplier = float(multiplier)
         self.patterns = {kind: _compile(kind, pats) for kind, pats in
                          (("lora", lora), ("conv", conv), ("subpel", subpel))}
-        if not any(self.patterns.values()):
-            raise ValueError("alpha_adapters: no lora, conv or subpel patterns given; nothing to adapt")
         self.knobs = (Knob("alpha", 0.0, 1.0, default=0.0, sweep=tuple(float(a) for a in sweep),
                            rate_increases=False),)
         self.alpha = 0.0
@@ -90,22 +96,22 @@ class AlphaAdapters(ControlScheme):
                     typed = [n for n, m in modules.items() if n and accepts(m)]
                     near = difflib.get_close_matches(pattern.pattern, typed or list(modules)[1:], n=4, cutoff=0.0)
                     have = f"{expected} modules include" if typed else f"it has no {expected}; names look like"
-                    raise ValueError(f"alpha_adapters: {kind} pattern '{pattern.pattern}' matches no module "
-                                     f"of {type(backbone).__name__} (full match on module names); "
-                                     f"{have}: {', '.join(near)}")
+                    raise AlphaAdaptersError(f"alpha_adapters: {kind} pattern '{pattern.pattern}' matches no module "
+                                             f"of {type(backbone).__name__} (full match on module names); "
+                                             f"{have}: {', '.join(near)}")
                 for name in names:
                     if not (accepts(modules[name]) or type(modules[name]) is KINDS[kind][0]):
-                        raise ValueError(f"alpha_adapters: {kind} pattern '{pattern.pattern}' matches "
-                                         f"{name!r}, a {type(modules[name]).__name__}; {kind} adapters "
-                                         f"wrap {expected}")
+                        raise AlphaAdaptersError(f"alpha_adapters: {kind} pattern '{pattern.pattern}' matches "
+                                                 f"{name!r}, a {type(modules[name]).__name__}; {kind} adapters "
+                                                 f"wrap {expected}")
                     if found.get(name, kind) != kind:
-                        raise ValueError(f"alpha_adapters: {name!r} is matched by both {found[name]} and "
-                                         f"{kind} patterns")
+                        raise AlphaAdaptersError(f"alpha_adapters: {name!r} is matched by both {found[name]} and "
+                                                 f"{kind} patterns")
                     found[name] = kind
         for name in found:
             outer = [o for o in found if name.startswith(o + ".")]
             if outer:
-                raise ValueError(f"alpha_adapters: {name!r} lies inside {outer[0]!r}, which is adapted too")
+                raise AlphaAdaptersError(f"alpha_adapters: {name!r} lies inside {outer[0]!r}, which is adapted too")
         return found
 
     def attach(self, backbone: nn.Module) -> None:
@@ -115,6 +121,9 @@ class AlphaAdapters(ControlScheme):
         ``build.merge_adapted``) is taken over as it is.
         """
         super().attach(backbone)
+        if not any(self.patterns.values()):
+            raise AlphaAdaptersError("alpha_adapters: no lora, conv or subpel patterns given; nothing to adapt "
+                                     "(use a preset such as control=alpha_adapters_stf)")
         scale = self.alpha * self.multiplier
         for name, kind in self._matches(backbone).items():
             parent_name, _, child = name.rpartition(".")
