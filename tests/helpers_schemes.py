@@ -55,7 +55,7 @@ def short_fit(codec: Codec, steps: int = 2, **module_args) -> None:
     import lightning as L
 
     from ctrlic.lightning_modules.multi_lambda import MultiLambdaModule
-    from tests.test_calice_rate_order import fit
+    from tests.helpers_calice import fit
 
     L.seed_everything(0, verbose=False)
     fit(MultiLambdaModule(codec, lr=1e-3, scheduler=None, **module_args), kodak_crops(64, 2), steps)
