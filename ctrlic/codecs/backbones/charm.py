@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ctrlic.codecs.backbones.base import Backbone, fp32
 from ctrlic.codecs.entropy import bit_map
 from ctrlic.codecs.entropy.robust import parameter_space
+from ctrlic.codecs.entropy.scale_table import scale_indexes
 
 #: (slice index, mean, scale) -> the quantised slice before the latent residual prediction
 SliceCoder = Callable[[int, Tensor, Tensor], Tensor]
@@ -79,9 +80,14 @@ class ChannelAutoregressive(Backbone):
         """Hook on the scale-branch support of slice ``index``."""
         return support
 
-    def _slices(self, z_hat: Tensor, code: SliceCoder) -> Tensor:
-        """Run the slice loop from the quantised z; ``code`` quantises (and codes) each slice."""
+    def _slices(self, z_hat: Tensor, code: SliceCoder, reconstruct: bool = True) -> Tensor | None:
+        """Run the slice loop from the quantised z; ``code`` quantises (and codes) each slice.
+
+        Returns ŷ. With ``reconstruct=False`` (the encoder, which needs no ŷ) the latent residual
+        prediction runs only on the slices later slices read as support, and None is returned.
+        """
         latent_means, latent_scales = self.h_mean_s(z_hat), self.h_scale_s(z_hat)
+        read = min(self.max_support_slices, self.num_slices - 1)  # slices that are support of a later one
         y_hat_slices: list[Tensor] = []
         for i in range(self.num_slices):
             support = y_hat_slices[: self.max_support_slices]
@@ -89,9 +95,10 @@ class ChannelAutoregressive(Backbone):
             mu = self.cc_mean_transforms[i](mean_support)
             scale = self.cc_scale_transforms[i](self.scale_support(i, torch.cat([latent_scales, *support], dim=1)))
             y_hat_slice = code(i, mu, scale)
-            lrp = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
-            y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
-        return torch.cat(y_hat_slices, dim=1)
+            if reconstruct or i < read:
+                lrp = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
+                y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
+        return torch.cat(y_hat_slices, dim=1) if reconstruct else None
 
     def forward(self, x: Tensor) -> dict:
         y = self.analysis(x)
@@ -135,11 +142,11 @@ class ChannelAutoregressive(Backbone):
             def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
                 q = gc.quantize(y_slices[i], "symbols", mu)
                 symbols.append(q.flatten())
-                indexes.append(gc.build_indexes(scale).flatten())
+                indexes.append(scale_indexes(gc, scale).flatten())
                 bit_map.record_rans("y", gc, q, indexes[-1].view_as(q))
                 return gc.dequantize(q, mu)
 
-            self._slices(z_hat, code)
+            self._slices(z_hat, code, reconstruct=False)
         y_string = RansEncoder().encode_with_indexes(
             torch.cat(symbols).tolist(), torch.cat(indexes).tolist(), *self._cdf_tables())
         return [y_string, z_string]
@@ -153,7 +160,7 @@ class ChannelAutoregressive(Backbone):
         device = self.entropy_bottleneck.quantiles.device
 
         def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
-            values = decoder.decode_stream(gc.build_indexes(scale).flatten().tolist(), *tables)
+            values = decoder.decode_stream(scale_indexes(gc, scale).flatten().tolist(), *tables)
             q = torch.tensor(values, dtype=torch.int32, device=mu.device).reshape(mu.shape)
             return gc.dequantize(q, mu)
 

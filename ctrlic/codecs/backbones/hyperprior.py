@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ctrlic.codecs.backbones.base import Backbone, fp32
 from ctrlic.codecs.entropy import bit_map
+from ctrlic.codecs.entropy.scale_table import scale_indexes
 
 
 class MeanScaleCoder(Backbone):
@@ -36,7 +37,7 @@ class MeanScaleCoder(Backbone):
         bit_map.record_bottleneck("z", self.entropy_bottleneck, z)  # bit-allocation map (no-op unless recording)
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
         scales, means = self.h_s(z_hat).chunk(2, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales)
+        indexes = scale_indexes(self.gaussian_conditional, scales)
         y_string = self.gaussian_conditional.compress(y, indexes, means=means)[0]
         bit_map.record_gaussian("y", self.gaussian_conditional, y, indexes, means)
         return [y_string, z_string]
@@ -46,6 +47,6 @@ class MeanScaleCoder(Backbone):
         y_string, z_string = sections
         z_hat = self.entropy_bottleneck.decompress([z_string], (height // 64, width // 64))
         scales, means = self.h_s(z_hat).chunk(2, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales)
+        indexes = scale_indexes(self.gaussian_conditional, scales)
         y_hat = self.gaussian_conditional.decompress([y_string], indexes, means=means)
         return self.g_s(y_hat).clamp_(0, 1)

@@ -19,6 +19,7 @@ from torch import Tensor
 from ctrlic.codecs.backbones.base import Backbone, fp32
 from ctrlic.codecs.entropy import bit_map
 from ctrlic.codecs.entropy.robust import coding_tensor, parameter_space
+from ctrlic.codecs.entropy.scale_table import scale_indexes
 
 KERNEL = 5
 PAD = KERNEL // 2
@@ -82,7 +83,7 @@ class WavefrontCoder(Backbone):
             y_q = torch.round(y[:, rows, cols] - means)
             y_hat[:, rows + PAD, cols + PAD] = y_q + means
             symbols.append(y_q.int().flatten())
-            indexes.append(self.gaussian_conditional.build_indexes(scales).flatten())
+            indexes.append(scale_indexes(self.gaussian_conditional, scales).flatten())
             bit_map.record_rans("y", self.gaussian_conditional, symbols[-1], indexes[-1], (rows, cols), (height, width))
         gc = self.gaussian_conditional
         y_string = RansEncoder().encode_with_indexes(
@@ -113,7 +114,7 @@ class WavefrontCoder(Backbone):
         decoder.set_stream(y_string)
         for rows, cols in wavefronts(y_h, y_w):
             scales, means = self._gaussian_params(y_hat, params, rows, cols, ctx)
-            idx = gc.build_indexes(scales).flatten().tolist()
+            idx = scale_indexes(gc, scales).flatten().tolist()
             values = decoder.decode_stream(idx, cdf, cdf_len, offsets)
             y_q = torch.tensor(values, dtype=means.dtype, device=means.device).reshape(means.shape)
             y_hat[:, rows + PAD, cols + PAD] = y_q + means
