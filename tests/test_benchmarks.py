@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from benchmarks import coding_overhead, memory, rate_control, run_all, run_replications, train_step
+from benchmarks import (
+    coding_overhead,
+    coding_speed_vs_reference,
+    memory,
+    rate_control,
+    run_all,
+    run_replications,
+    train_step,
+)
 from benchmarks.codecs import BenchmarkInputError, build_bench_codec, knob_points, load_images, random_crops
 from ctrlic.codecs.control.base import KnobError
 from ctrlic.evaluation.references import load_reference_curves
@@ -115,3 +123,24 @@ def test_replications_are_discovered_and_figures_are_named():
         run_all.main(["--only", "no_such_figure"])
     names = [name for name, _, _ in run_all.CPU_FIGURES]
     assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("name", ["stf", "tcm+alpha_adapters", "control_gic"])
+def test_reference_coders_write_our_bits_and_decode_them(name):
+    """The authors'-way reference of the speed benchmark codes the same symbols with the same tables
+    (128², where the authors' TCM windows tile every map)."""
+    codec = build_bench_codec(name)
+    codec.prepare()
+    knobs = coding_speed_vs_reference.CASES[name]
+    x = load_images(crop=128, limit=1)[0][1]
+    rounds = coding_speed_vs_reference.one_round(codec, coding_speed_vs_reference.reference_for(name, codec),
+                                                 x, knobs, ours_first=True)
+    assert rounds["ref_payload"] == rounds["ours_payload"]
+    assert torch.allclose(rounds["ref_x_hat"], rounds["ours_x_hat"], atol=1e-5)
+
+
+def test_reference_mgcf_coder_is_lossless(crop64):
+    codec = build_bench_codec("mgcf")
+    x = crop64[..., :32, :32]
+    ref = coding_speed_vs_reference.reference_for("mgcf", codec)
+    assert torch.equal(torch.round(ref.decode(ref.encode(x), (32, 32)) * 255), torch.round(x * 255))
