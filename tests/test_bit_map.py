@@ -94,7 +94,7 @@ def test_map_puts_the_bits_where_the_symbols_are():
 def test_tiled_images_get_no_map():
     b, c = tiny_stf_with_adapters()
     codec = build_codec(b, c)
-    codec.set_tile(64)
+    codec.set_options(tile=64)
     with pytest.raises(BitMapUnavailable, match="tiles"):
         bit_allocation(codec, kodak_crop(128, 128), {"alpha": 1.0})
 

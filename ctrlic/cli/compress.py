@@ -18,7 +18,7 @@ from ctrlic.datamodules.image_io import load_rgb8, to_tensor
 
 
 def configure(codec: Codec, args: argparse.Namespace) -> None:
-    """Apply --tile and --entropy-path to the codec."""
+    """Apply --tile, --entropy-path and --scale-levels to the codec."""
     if args.tile is not None and args.tile < 0:
         raise CLIError(f"--tile {args.tile}: give a positive tile size, or 0 to code images whole")
     m = codec.backbone.pad_multiple
@@ -26,7 +26,7 @@ def configure(codec: Codec, args: argparse.Namespace) -> None:
     path = args.entropy_path
     if path == "auto":
         path = "cpu64" if codec.backbone.robust_entropy else "native"
-    codec.set_options(tile=tile, entropy_path=path)
+    codec.set_options(tile=tile, entropy_path=path, scale_levels=args.scale_levels)
 
 
 def _check_target(args: argparse.Namespace) -> tuple[str, float] | None:

@@ -49,6 +49,8 @@ def _add_compress(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--entropy-path", choices=("auto", "native", "cpu64"), default="auto",
                    help="where entropy parameters are computed: cpu64 decodes the same on every device "
                         "(auto: cpu64 when the model has it)")
+    p.add_argument("--scale-levels", type=int, default=64,
+                   help="Gaussian scale-table size (64: CompressAI's; e.g. 256 saves bits; recorded in the file)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     _add_knob_options(p)
     p.set_defaults(command_module="compress")

@@ -47,8 +47,9 @@ class BitMapUnavailable(UserError):
 def bit_allocation(codec: Codec, x: Tensor, knobs: Mapping[str, float] | None = None) -> BitAllocation:
     """Compress ``x`` (1, 3, H, W) at ``knobs`` while recording the code length of every symbol."""
     h, w = x.shape[-2:]
-    if needs_tiling(h, w, codec.tile):
-        raise BitMapUnavailable(f"a {w}x{h} image is coded in {codec.tile}-pixel tiles; bit maps cover whole images")
+    tile = codec.options.tile
+    if needs_tiling(h, w, tile):
+        raise BitMapUnavailable(f"a {w}x{h} image is coded in {tile}-pixel tiles; bit maps cover whole images")
     m = codec.backbone.pad_multiple
     with bit_map.recording(h + (-h) % m, w + (-w) % m) as recorder:
         data = codec.compress(x, knobs)

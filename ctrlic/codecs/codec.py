@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ctrlic.codecs import bitstream
 from ctrlic.codecs.backbones.base import Backbone
 from ctrlic.codecs.control.base import ControlScheme, FixedRate
-from ctrlic.codecs.entropy import robust
+from ctrlic.codecs.entropy import robust, scale_table
 from ctrlic.codecs.tiling import check_tile, decode_tiles, encode_tiles, needs_tiling
 
 #: entropy-model tables rebuilt by ``update()``; excluded from the weights fingerprint
@@ -36,10 +36,12 @@ class CodingOptions:
 
     tile: int | None = None  # code images larger than this many pixels per side in independent tiles
     entropy_path: str = "native"  # where encoding computes means and scales: "native" or "cpu64"
+    scale_levels: int = scale_table.LEVELS  # Gaussian scale-table size (64: CompressAI's; finer costs fewer bits)
 
     def checked(self, backbone: Backbone) -> CodingOptions:
         """These options, validated for ``backbone``."""
         robust.check_path(self.entropy_path, backbone.robust_entropy)
+        scale_table.check_levels(self.scale_levels, backbone)
         return replace(self, tile=check_tile(self.tile, backbone.pad_multiple) if self.tile else None)
 
 
@@ -69,7 +71,7 @@ class Codec(nn.Module):
         self.options = CodingOptions()
 
     def set_options(self, **changes: object) -> CodingOptions:
-        """Change coding options (``tile``, ``entropy_path``), validated for this backbone; returns them."""
+        """Change coding options (``tile``, ``entropy_path``, ``scale_levels``), validated for this backbone."""
         self.options = replace(self.options, **changes).checked(self.backbone)
         return self.options
 
@@ -124,11 +126,12 @@ class Codec(nn.Module):
         values = self.set_knobs(knobs)
         h, w = x.shape[-2:]
         m, tile, path = self.backbone.pad_multiple, self.options.tile, self.options.entropy_path
+        levels = self.options.scale_levels
         x = x.to(next(self.backbone.parameters()).device)
         extras = {}
         side = self.control.encode_side(pad_to_multiple(x, m), values)
         try:
-            with robust.entropy_path(self.backbone, path):
+            with robust.entropy_path(self.backbone, path), scale_table.levels_of(self.backbone, levels):
                 if needs_tiling(h, w, tile):
                     sections, per_tile = encode_tiles(lambda t: self.backbone.encode(pad_to_multiple(t, m)), x, tile)
                     extras[TILE] = [tile, per_tile]
@@ -140,6 +143,8 @@ class Codec(nn.Module):
             extras[SIDE] = len(side)
         if path != "native":
             extras[robust.EXTRAS_KEY] = path
+        if levels != scale_table.LEVELS:
+            extras[scale_table.EXTRAS_KEY] = levels
         header = bitstream.Header(codec=self.name, config_hash=self.config_hash, fingerprint=fingerprint,
                                   knobs=values, height=h, width=w, extras=extras)
         return Encoded(bitstream.pack(header, [*side, *sections]), values)
@@ -158,9 +163,16 @@ class Codec(nn.Module):
             robust.check_path(path, self.backbone.robust_entropy)
         except robust.EntropyPathError as exc:
             raise bitstream.BitstreamError(f"the bitstream asks for entropy path {path!r}: {exc}") from None
+        levels = header.extras.get(scale_table.EXTRAS_KEY, scale_table.LEVELS)
+        try:
+            if type(levels) is not int:
+                raise scale_table.ScaleTableError("the size is not a whole number")
+            scale_table.check_levels(levels, self.backbone)
+        except scale_table.ScaleTableError as exc:
+            raise bitstream.BitstreamError(f"the bitstream asks for a {levels!r}-scale table: {exc}") from None
         self.control.decode_side(sections[:n_side], values)
         try:
-            with robust.entropy_path(self.backbone, path):
+            with robust.entropy_path(self.backbone, path), scale_table.levels_of(self.backbone, levels):
                 return self._decode_image(sections[n_side:], header)
         finally:
             self.control.release()

@@ -143,7 +143,7 @@ class ChannelAutoregressive(Backbone):
                 q = gc.quantize(y_slices[i], "symbols", mu)
                 symbols.append(q.flatten())
                 indexes.append(scale_indexes(gc, scale).flatten())
-                bit_map.record_rans("y", gc, q, indexes[-1].view_as(q))
+                bit_map.record_rans("y", gc, q, indexes[-1].view_as(q), scales=scale)
                 return gc.dequantize(q, mu)
 
             self._slices(z_hat, code, reconstruct=False)

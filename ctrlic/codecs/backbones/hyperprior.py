@@ -39,7 +39,7 @@ class MeanScaleCoder(Backbone):
         scales, means = self.h_s(z_hat).chunk(2, 1)
         indexes = scale_indexes(self.gaussian_conditional, scales)
         y_string = self.gaussian_conditional.compress(y, indexes, means=means)[0]
-        bit_map.record_gaussian("y", self.gaussian_conditional, y, indexes, means)
+        bit_map.record_gaussian("y", self.gaussian_conditional, y, indexes, means, scales)
         return [y_string, z_string]
 
     @torch.no_grad()

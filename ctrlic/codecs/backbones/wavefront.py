@@ -84,7 +84,8 @@ class WavefrontCoder(Backbone):
             y_hat[:, rows + PAD, cols + PAD] = y_q + means
             symbols.append(y_q.int().flatten())
             indexes.append(scale_indexes(self.gaussian_conditional, scales).flatten())
-            bit_map.record_rans("y", self.gaussian_conditional, symbols[-1], indexes[-1], (rows, cols), (height, width))
+            bit_map.record_rans("y", self.gaussian_conditional, symbols[-1], indexes[-1], (rows, cols), (height, width),
+                                scales=scales)
         gc = self.gaussian_conditional
         y_string = RansEncoder().encode_with_indexes(
             torch.cat(symbols).tolist(),
