@@ -157,3 +157,4 @@ def test_a_valid_tiled_layout_is_read():
     layout = read_layout(header, 5, 64)
     assert (layout.side, layout.tile, layout.per_tile, layout.entropy_path) == (1, 64, 2, "cpu64")
     assert layout.padding.spec == "replicate:64"  # none recorded: ours, to the backbone's multiple
+    assert layout.scale_levels == 64  # none recorded: CompressAI's table

@@ -90,6 +90,8 @@ def _add_compress(commands: argparse._SubParsersAction) -> None:
     _add_output_options(p)
     _add_trust_option(p)
     _add_padding_option(p)
+    p.add_argument("--scale-levels", type=int, default=64,
+                   help="Gaussian scale-table size (64: CompressAI's; e.g. 256 saves bits; recorded in the file)")
     _add_knob_options(p)
     p.set_defaults(command_module="compress")
 

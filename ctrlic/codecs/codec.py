@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ctrlic.codecs import bitstream
 from ctrlic.codecs.backbones.base import Backbone
 from ctrlic.codecs.control.base import ControlScheme, FixedRate
-from ctrlic.codecs.entropy import robust, tables
+from ctrlic.codecs.entropy import robust, scale_table, tables
 from ctrlic.codecs.finite import check_weights
 from ctrlic.codecs.layout import SIDE, TILE, check_bitstream, check_decoded
 from ctrlic.codecs.padding import EXTRAS_KEY as PAD
@@ -49,11 +49,13 @@ class CodingOptions:
     tables: str = "checkpoint"
     #: where and how images are padded before coding (``codecs/padding.py``; text such as "centre-zero:128")
     padding: Padding | str | None = None
+    scale_levels: int = scale_table.LEVELS  # Gaussian scale-table size (64: CompressAI's; finer costs fewer bits)
 
     def checked(self, backbone: Backbone) -> CodingOptions:
         """These options, validated for ``backbone`` (the padding parsed, its multiple resolved)."""
         robust.check_path(self.entropy_path, backbone.robust_entropy)
         tables.check_choice(self.tables)
+        scale_table.check_levels(self.scale_levels, backbone)
         padding = Padding.parse(self.padding).resolved(backbone.pad_multiple)
         return replace(self, tile=check_tile(self.tile, padding.multiple) if self.tile else None, padding=padding)
 
@@ -89,8 +91,8 @@ class Codec(nn.Module):
         self.options = CodingOptions().checked(backbone)
 
     def set_options(self, **changes: object) -> CodingOptions:
-        """Change coding options (``tile``, ``entropy_path``, ``tables``, ``padding``), validated for this
-        backbone; returns them."""
+        """Change coding options (``tile``, ``entropy_path``, ``tables``, ``padding``, ``scale_levels``), validated
+        for this backbone; returns them."""
         self.options = replace(self.options, **changes).checked(self.backbone)
         return self.options
 
@@ -203,6 +205,7 @@ class Codec(nn.Module):
         h, w = x.shape[-2:]
         check_pixels(h, w, self.options.max_pixels)
         padding, tile, path = self.options.padding, self.options.tile, self.options.entropy_path
+        levels = self.options.scale_levels
         x = x.to(next(self.backbone.parameters()).device)
         extras = {}
         if not padding.is_ours(self.backbone.pad_multiple):
@@ -213,7 +216,7 @@ class Codec(nn.Module):
             extras[tables.EXTRAS_KEY] = self._tables.stored_digest
         side = self.control.encode_side(padding.pad(x), values)
         try:
-            with robust.entropy_path(self.backbone, path):
+            with robust.entropy_path(self.backbone, path), scale_table.levels_of(self.backbone, levels):
                 if needs_tiling(h, w, tile):
                     sections, per_tile = encode_tiles(lambda t: self.backbone.encode(padding.pad(t)), x, tile)
                     extras[TILE] = [tile, per_tile]
@@ -225,6 +228,8 @@ class Codec(nn.Module):
             extras[SIDE] = len(side)
         if path != "native":
             extras[robust.EXTRAS_KEY] = path
+        if levels != scale_table.LEVELS:
+            extras[scale_table.EXTRAS_KEY] = levels
         header = bitstream.Header(codec=self.name, config_hash=self.config_hash, fingerprint=fingerprint,
                                   knobs=values, height=h, width=w, extras=extras)
         return Encoded(bitstream.pack(header, [*side, *sections]), values)
@@ -245,7 +250,7 @@ class Codec(nn.Module):
         self._use_tables(self._tables_for(header))
         self.control.decode_side(sections[:n_side], values)
         try:
-            with robust.entropy_path(self.backbone, path):
+            with robust.entropy_path(self.backbone, path), scale_table.levels_of(self.backbone, layout.scale_levels):
                 return check_decoded(self._decode_image(sections[n_side:], header, layout.padding))
         finally:
             self.control.release()

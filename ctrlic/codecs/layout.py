@@ -19,16 +19,17 @@ from torch import Tensor
 from ctrlic.codecs import bitstream
 from ctrlic.codecs import padding as pad
 from ctrlic.codecs.bitstream import BitstreamError, Header
-from ctrlic.codecs.entropy import robust, tables
+from ctrlic.codecs.entropy import robust, scale_table, tables
 from ctrlic.codecs.tiling import PixelLimitError, TilingError, check_pixels, check_tile, tile_grid
 
 if TYPE_CHECKING:
     from ctrlic.codecs.codec import Codec
 
 #: the header extras a codec writes: side-section count, [tile, sections per tile], entropy path,
-#: padding (when not ours), the digest of the checkpoint's own entropy tables (when coded with them)
+#: padding (when not ours), the digest of the checkpoint's own entropy tables (when coded with them),
+#: the Gaussian scale-table size (when not CompressAI's 64)
 SIDE, TILE = "side", "tile"
-KNOWN_EXTRAS = (SIDE, TILE, robust.EXTRAS_KEY, pad.EXTRAS_KEY, tables.EXTRAS_KEY)
+KNOWN_EXTRAS = (SIDE, TILE, robust.EXTRAS_KEY, pad.EXTRAS_KEY, tables.EXTRAS_KEY, scale_table.EXTRAS_KEY)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Layout:
     per_tile: int
     entropy_path: str
     padding: pad.Padding
+    scale_levels: int
 
 
 def _int(value: object, what: str) -> int:
@@ -75,9 +77,10 @@ def read_layout(header: Header, n_sections: int, multiple: int) -> Layout:
         raise BitstreamError(f"the header asks for entropy path {path!r}; this ctrlic knows "
                              f"{', '.join(robust.ENTROPY_PATHS)}")
     padding = read_padding(header, multiple)
+    levels = _int(extras.get(scale_table.EXTRAS_KEY, scale_table.LEVELS), "scale-table size")
     images = n_sections - side
     if TILE not in extras:
-        return Layout(side, None, images, path, padding)
+        return Layout(side, None, images, path, padding, levels)
     value = extras[TILE]
     if not isinstance(value, list) or len(value) != 2:
         raise BitstreamError(f"header field {TILE} is {value!r}, not [tile size, sections per tile]")
@@ -90,7 +93,7 @@ def read_layout(header: Header, n_sections: int, multiple: int) -> Layout:
     if per_tile < 1 or per_tile * tiles != images:
         raise BitstreamError(f"tiled bitstream has {images} image sections, expected {per_tile} for each of "
                              f"{tiles} tiles; the file is corrupted")
-    return Layout(side, tile, per_tile, path, padding)
+    return Layout(side, tile, per_tile, path, padding, levels)
 
 
 def check_layout(codec: Codec, header: Header, sections: list[bytes]) -> Layout:
@@ -102,6 +105,10 @@ def check_layout(codec: Codec, header: Header, sections: list[bytes]) -> Layout:
     if header.channels != 3:
         raise BitstreamError(f"the header declares {header.channels} channels; ctrlic codes RGB (3)")
     layout = read_layout(header, len(sections), codec.backbone.pad_multiple)
+    try:
+        scale_table.check_levels(layout.scale_levels, codec.backbone)
+    except scale_table.ScaleTableError as exc:
+        raise BitstreamError(f"the bitstream asks for a {layout.scale_levels}-scale table: {exc}") from None
     m = layout.padding.multiple
     images = sections[layout.side:]
     if layout.tile is None:

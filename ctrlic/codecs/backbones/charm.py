@@ -20,6 +20,7 @@ from ctrlic.codecs.backbones.base import GaussianCoder, check_hyperprior_section
 from ctrlic.codecs.entropy import bit_map, rans
 from ctrlic.codecs.entropy.gaussian import straight_through
 from ctrlic.codecs.entropy.robust import parameter_space
+from ctrlic.codecs.entropy.scale_table import scale_indexes
 
 #: (slice index, mean, scale) -> the quantised slice before the latent residual prediction
 SliceCoder = Callable[[int, Tensor, Tensor], Tensor]
@@ -81,9 +82,14 @@ class ChannelAutoregressive(GaussianCoder):
         """Hook on the scale-branch support of slice ``index``."""
         return support
 
-    def _slices(self, z_hat: Tensor, code: SliceCoder) -> Tensor:
-        """Run the slice loop from the quantised z; ``code`` quantises (and codes) each slice."""
+    def _slices(self, z_hat: Tensor, code: SliceCoder, reconstruct: bool = True) -> Tensor | None:
+        """Run the slice loop from the quantised z; ``code`` quantises (and codes) each slice.
+
+        Returns ŷ. With ``reconstruct=False`` (the encoder, which needs no ŷ) the latent residual
+        prediction runs only on the slices later slices read as support, and None is returned.
+        """
         latent_means, latent_scales = self.h_mean_s(z_hat), self.h_scale_s(z_hat)
+        read = min(self.max_support_slices, self.num_slices - 1)  # slices that are support of a later one
         y_hat_slices: list[Tensor] = []
         for i in range(self.num_slices):
             support = y_hat_slices[: self.max_support_slices]
@@ -91,9 +97,10 @@ class ChannelAutoregressive(GaussianCoder):
             mu = self.cc_mean_transforms[i](mean_support)
             scale = self.cc_scale_transforms[i](self.scale_support(i, torch.cat([latent_scales, *support], dim=1)))
             y_hat_slice = code(i, mu, scale)
-            lrp = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
-            y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
-        return torch.cat(y_hat_slices, dim=1)
+            if reconstruct or i < read:
+                lrp = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
+                y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
+        return torch.cat(y_hat_slices, dim=1) if reconstruct else None
 
     def forward(self, x: Tensor) -> dict:
         y = self.analysis(x)
@@ -133,11 +140,11 @@ class ChannelAutoregressive(GaussianCoder):
             def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
                 q = gc.quantize(y_slices[i], "symbols", mu)
                 symbols.append(q)
-                indexes.append(gc.build_indexes(scale))
-                bit_map.record_rans("y", gc, q, indexes[-1])
+                indexes.append(scale_indexes(gc, scale))
+                bit_map.record_rans("y", gc, q, indexes[-1], scales=scale)
                 return gc.dequantize(q, mu)
 
-            self._slices(z_hat.to(table.device, table.dtype), code)
+            self._slices(z_hat.to(table.device, table.dtype), code, reconstruct=False)
             tables = rans.tables_of(gc)
         return [rans.encode(symbols, indexes, tables, "y"), z_string]
 
@@ -152,7 +159,7 @@ class ChannelAutoregressive(GaussianCoder):
         decoder = rans.StreamDecoder(y_string, self.M * y_h * y_w, "y")
 
         def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
-            values = decoder.decode(gc.build_indexes(scale).flatten().tolist(), *tables)
+            values = decoder.decode(scale_indexes(gc, scale).flatten().tolist(), *tables)
             q = torch.tensor(values, dtype=torch.int32, device=mu.device).reshape(mu.shape)
             return gc.dequantize(q, mu)
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
 from ctrlic.codecs.backbones.charm import ChannelAutoregressive, slice_transforms, support_channels
-from ctrlic.codecs.backbones.swin import attention_bias, relative_position_index, window_attention, windowed
+from ctrlic.codecs.backbones.swin import RelativeBias, relative_position_index, window_attention, windowed
 
 
 class WindowAttention(nn.Module):
@@ -33,12 +33,16 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self._relative = RelativeBias()
 
-    def forward(self, windows: Tensor, mask: Tensor | None) -> Tensor:
+    def _gather(self) -> Tensor:
         n = self.relative_position_index.shape[0]
         relative = self.relative_position_bias_table[self.relative_position_index.flatten()]
-        bias = attention_bias(relative.view(n, n, self.heads).permute(2, 0, 1), mask)
-        return window_attention(windows, self.qkv, self.proj, self.heads, bias)
+        return relative.view(n, n, self.heads).permute(2, 0, 1)
+
+    def forward(self, windows: Tensor, mask: Tensor | None) -> Tensor:
+        bias = self._relative.get(self.relative_position_bias_table, self._gather)
+        return window_attention(windows, self.qkv, self.proj, self.heads, bias, mask)
 
 
 class Mlp(nn.Module):

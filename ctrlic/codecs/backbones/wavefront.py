@@ -18,6 +18,7 @@ from torch import Tensor
 from ctrlic.codecs.backbones.base import GaussianCoder, check_hyperprior_sections, fp32
 from ctrlic.codecs.entropy import bit_map, rans
 from ctrlic.codecs.entropy.robust import coding_tensor, parameter_space
+from ctrlic.codecs.entropy.scale_table import scale_indexes
 
 KERNEL = 5
 PAD = KERNEL // 2
@@ -82,9 +83,9 @@ class WavefrontCoder(GaussianCoder):
             scales, means = self._gaussian_params(y_hat, params, rows, cols, ctx)
             y_q = gc.quantize(y[:, rows, cols], "symbols", means)
             y_hat[:, rows + PAD, cols + PAD] = gc.dequantize(y_q, means)
-            symbols.append(y_q)
-            indexes.append(gc.build_indexes(scales))
-            bit_map.record_rans("y", gc, y_q.flatten(), indexes[-1].flatten(), (rows, cols), (height, width))
+            symbols.append(y_q.flatten())
+            indexes.append(scale_indexes(gc, scales).flatten())
+            bit_map.record_rans("y", gc, symbols[-1], indexes[-1], (rows, cols), (height, width), scales=scales)
         return [rans.encode(symbols, indexes, rans.tables_of(gc), "y")]
 
     def check_sections(self, sections: list[bytes], height: int, width: int) -> None:
@@ -107,7 +108,7 @@ class WavefrontCoder(GaussianCoder):
         decoder = rans.StreamDecoder(y_string, self.M * y_h * y_w, "y")
         for rows, cols in wavefronts(y_h, y_w):
             scales, means = self._gaussian_params(y_hat, params, rows, cols, ctx)
-            values = decoder.decode(gc.build_indexes(scales).flatten().tolist(), *tables)
+            values = decoder.decode(scale_indexes(gc, scales).flatten().tolist(), *tables)
             y_q = torch.tensor(values, dtype=torch.int32, device=means.device).reshape(means.shape)
             y_hat[:, rows + PAD, cols + PAD] = gc.dequantize(y_q, means)
         decoder.check_end()

@@ -86,8 +86,12 @@ class ScaledGaussianConditional(GaussianConditional):
         outputs = outputs / a.detach()
         return (outputs if means is None else outputs + means), likelihood
 
+    def coding_scales(self, scales: Tensor) -> Tensor:
+        """The scales the coder's tables are indexed by: ``σ·a`` (the residual is coded scaled by a)."""
+        return scales * self._a(scales)
+
     def build_indexes(self, scales: Tensor) -> Tensor:
-        return super().build_indexes(scales * self._a(scales))
+        return super().build_indexes(self.coding_scales(scales))
 
 
 def straight_through(conditional: GaussianConditional, y: Tensor, means: Tensor) -> Tensor:
