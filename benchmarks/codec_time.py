@@ -54,7 +54,7 @@ def time_codec(codec: Codec, images: list[tuple[str, torch.Tensor]], device: tor
         rows.append({"image": name, "shape": list(x.shape[-2:]), "bytes": len(data), "encode_s": encode,
                      "decode_s": decode, "cpu_decode_s": cpu_decode, "max_pixel_diff": int(diff)})
     median = {k: statistics.median(r[k] for r in rows) for k in ("encode_s", "decode_s", "cpu_decode_s")}
-    return {"knobs": knobs, "entropy_path": codec.entropy_path, "median": median, "rows": rows}
+    return {"knobs": knobs, "entropy_path": codec.options.entropy_path, "median": median, "rows": rows}
 
 
 def markdown(per_codec: dict, device: str) -> str:

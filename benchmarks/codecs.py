@@ -17,7 +17,7 @@ from benchmarks.common import ROOT
 from ctrlic.codecs.build import build_codec
 from ctrlic.codecs.codec import Codec
 from ctrlic.datamodules.image_io import list_images, load_rgb8, to_tensor
-from ctrlic.lightning_modules.losses import RateDistortionLoss
+from ctrlic.lightning_modules.losses import MSERateLoss
 
 #: benchmark name -> run.py overrides; the CPU set uses the tiny sizes
 BENCH_CODECS: dict[str, tuple[str, ...]] = {
@@ -27,6 +27,7 @@ BENCH_CODECS: dict[str, tuple[str, ...]] = {
     "stf+alpha_adapters": ("backbone=stf", "backbone.size=tiny", "control=alpha_adapters_stf"),
     "cheng2020_attn+alpha_adapters": ("backbone=cheng2020_attn", "backbone.size=tiny",
                                       "control=alpha_adapters_cheng"),
+    "tcm+alpha_adapters": ("backbone=tcm", "backbone.size=tiny", "control=alpha_adapters_tcm"),
     "tic": ("backbone=tic", "backbone.size=tiny", "control=none"),
     "tic+layer_prompts": ("backbone=tic", "backbone.size=tiny", "control=layer_prompts_tic"),
     "control_gic": ("backbone=vqgan", "backbone.size=tiny", "control=granularity"),
@@ -41,6 +42,7 @@ PAPER_CODECS: dict[str, tuple[str, ...]] = {
     "stf": ("backbone=stf", "backbone.size=paper", "control=none"),
     "tcm": ("backbone=tcm", "backbone.size=small_paper", "control=none"),
     "stf+alpha_adapters": ("backbone=stf", "backbone.size=paper", "control=alpha_adapters_stf"),
+    "tcm+alpha_adapters": ("backbone=tcm", "backbone.size=small_paper", "control=alpha_adapters_tcm"),
     "tic": ("backbone=tic", "backbone.size=q1_4", "control=none"),
     "control_gic": ("backbone=vqgan", "backbone.size=paper", "control=granularity"),
     "mgcf": ("backbone=mgcf", "backbone.size=paper", "control=none"),
@@ -113,7 +115,7 @@ def quick_fit(codec: Codec, steps: int, *, lmbda: float = 0.013, crop: int = 64,
         return
     gen = torch.Generator().manual_seed(seed)
     data = random_crops(TRAIN_DIR, max(batch * 4, 16), crop, seed).to(next(codec.parameters()).device)
-    criterion = RateDistortionLoss("mse")
+    criterion = MSERateLoss()
     params = [p for p in codec.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     points = codec.control.sweep_points() or [{}]

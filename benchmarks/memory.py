@@ -102,13 +102,13 @@ def markdown(rows: list[dict]) -> str:
 
 def gpu_step_memory(codec_name: str, precision: str) -> dict:
     """Peak GPU memory of one forward+backward+Adam step at the paper's batch and crop."""
-    from ctrlic.lightning_modules.losses import RateDistortionLoss
+    from ctrlic.lightning_modules.losses import MSERateLoss
 
     device = torch.device("cuda")
     codec = build_bench_codec(codec_name, paper=True).to(device).train()
     x = torch.rand(GPU_BATCH, 3, GPU_CROP, GPU_CROP, device=device)
     optimizer = torch.optim.Adam([p for p in codec.parameters() if p.requires_grad], lr=1e-4)
-    criterion = RateDistortionLoss("mse")
+    criterion = MSERateLoss()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):

@@ -40,7 +40,7 @@ def train(args: argparse.Namespace, run_dir: Path) -> float | None:
         "experiment=control_gic", "data=kodak", f"data.train_dir={args.train_dir}",
         f"data.eval_sets.kodak={args.kodak}", f"data.eval_limit={args.images}", "data.num_workers=0",
         f"data.crop_size={args.crop}", f"data.batch_size={args.batch}", f"backbone.size={args.size}",
-        f"module.lr={args.lr}", f"module.discriminator.ndf={args.ndf}", "module.lpips.pretrained=false",
+        f"module.lr={args.lr}", f"module.discriminator.ndf={args.ndf}", "perceptual_pretrained=false",
         f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.steps}", "trainer.limit_val_batches=2",
         "trainer.enable_progress_bar=false", "eval.save_bitstreams=false",
         f"hydra.run.dir={run_dir}",

@@ -18,7 +18,7 @@ from benchmarks.common import RESULTS_DIR, ROOT
 
 #: (figure name = its JSON's stem, module, arguments): tiny models, 4 Kodak images or crops, 2 CPU cores
 CPU_FIGURES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("coding_overhead", "benchmarks.coding_overhead", ("--crop", "256", "--fit-steps", "50", "--knob-points", "3")),
+    ("coding_overhead", "benchmarks.coding_overhead", ("--crop", "256", "--fit-steps", "300", "--knob-points", "3")),
     ("coding_overhead_lossless", "benchmarks.coding_overhead",
      ("--codecs", "mgcf", "callic", "--crop", "64", "--limit", "1", "--fit-steps", "50", "--knob-points", "2",
       "--name", "coding_overhead_lossless")),

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from benchmarks.codecs import TRAIN_DIR, build_bench_codec, random_crops
 from benchmarks.common import write_json
 from ctrlic.codecs.codec import Codec
-from ctrlic.lightning_modules.losses import RateDistortionLoss
+from ctrlic.lightning_modules.losses import MSERateLoss
 from ctrlic.lightning_modules.rd import RDModule
 
 TARGET = 1.05
@@ -49,7 +49,7 @@ def plain_loop(codec: Codec, data: DataLoader, device: torch.device) -> list[flo
     net = [p for n, p in named if not n.endswith(".quantiles")]
     aux = [p for n, p in named if n.endswith(".quantiles")]
     optimizer = torch.optim.Adam([{"params": net, "lr": LR}, {"params": aux, "lr": AUX_LR}])
-    criterion = RateDistortionLoss("mse")
+    criterion = MSERateLoss()
     codec.train()
     torch.manual_seed(SEED)
     marks = []

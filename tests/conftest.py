@@ -1,4 +1,5 @@
-"""Shared fixtures: the real CLI in a subprocess, and one tiny trained run reused by many tests."""
+"""Shared fixtures: the real CLI in a subprocess, and the trained runs and models reused by many tests
+(each trained once per session)."""
 
 from __future__ import annotations
 
@@ -27,16 +28,43 @@ def run_cli(*overrides: str, timeout: int = 600, check: bool = True, env: dict |
 SMOKE = ("experiment=demo", "debug=smoke")
 
 
+def fresh_clone_offline(tmp_path: Path) -> dict[str, str]:
+    """Environment of a fresh clone on a machine without network: no data sets (CTRLIC_DATA and
+    CTRLIC_SHARED empty) and an empty torch hub cache (TORCH_HOME), which must stay empty."""
+    env = {"CTRLIC_DATA": tmp_path / "no_data", "CTRLIC_SHARED": tmp_path / "no_shared", "TORCH_HOME": tmp_path / "torch"}
+    for folder in env.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return {key: str(folder) for key, folder in env.items()}
+
+
+def assert_info_without_data(run_dir: Path, stdout: str, env: dict[str, str]) -> dict:
+    """``task=info`` ran in ``fresh_clone_offline``: it reported the missing data and built no loss network."""
+    import json
+
+    info = json.loads((run_dir / "info.json").read_text())
+    assert "does not exist" in info["data"]["unavailable"]
+    assert info["data"]["folders"]["train_dir"]["exists"] is False
+    assert "task=info does not need it" in " ".join(stdout.split())  # rich wraps lines at 80 columns
+    assert not any(Path(env["TORCH_HOME"]).rglob("*")), "task=info fetched network weights"
+    return info
+
+
+def alpha_adapters_config(preset: str) -> dict:
+    """``control=alpha_adapters_<preset>`` (cheng, stf, tcm) as composed: the one copy of CALICE's patterns."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.load(ROOT / "conf" / "control" / f"alpha_adapters_{preset}.yaml")
+    control = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "control" / "alpha_adapters.yaml"),
+                              OmegaConf.masked_copy(node, [k for k in node if k != "defaults"]))
+    return OmegaConf.to_container(control)
+
+
 def tiny_stf_with_adapters() -> tuple[dict, dict]:
     """The ``backbone=stf`` (size tiny) and ``control=alpha_adapters_stf`` configs as plain dicts."""
     from omegaconf import OmegaConf
 
-    conf = ROOT / "conf"
-    backbone = {**OmegaConf.to_container(OmegaConf.load(conf / "backbone" / "stf.yaml")), "size": "tiny"}
-    preset = OmegaConf.load(conf / "control" / "alpha_adapters_stf.yaml")
-    control = OmegaConf.merge(OmegaConf.load(conf / "control" / "alpha_adapters.yaml"),
-                              OmegaConf.masked_copy(preset, [k for k in preset if k != "defaults"]))
-    return backbone, OmegaConf.to_container(control)
+    backbone = {**OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "backbone" / "stf.yaml")), "size": "tiny"}
+    return backbone, alpha_adapters_config("stf")
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +107,28 @@ def pytest_collection_modifyitems(config, items) -> None:
     if reason:
         for item in gpu_items:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def tiny_calice(tmp_path_factory) -> dict[str, Path]:
+    """The tiny CALICE-STF (anchor, α-adapters) trained once: codec files ``{"anchor", "model", "other"}``."""
+    from tests.helpers_calice import train_tiny_calice
+
+    return train_tiny_calice(tmp_path_factory.mktemp("tiny_calice"))
+
+
+def info_in_process(run_dir: Path, *overrides: str) -> tuple[dict, str]:
+    """``python run.py task=info OVERRIDES`` without a new process (the same composition and task code):
+    the written info.json and the printed text."""
+    import contextlib
+    import io
+    import json
+
+    from ctrlic.tasks.info import info
+    from tests.test_configs import compose_cfg
+
+    cfg = compose_cfg("task=info", *overrides)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        info(cfg, run_dir)
+    return json.loads((run_dir / "info.json").read_text()), out.getvalue()

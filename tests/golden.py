@@ -47,6 +47,7 @@ class Case:
     top: int = 200
     left: int = 300
     size: tuple[int, int] = (64, 64)
+    attached: tuple[float, float] = (0.0, ATTACHED_STD)  # mean and std of the seeded attached weights
 
 
 CASES: tuple[Case, ...] = (
@@ -68,6 +69,9 @@ CASES: tuple[Case, ...] = (
          overrides=("control.width=8",)),
     Case("instance_lora_mgcf", "mgcf", "instance_lora", knobs=({"steps": 0.0}, {"steps": 2.0}),
          size=(32, 32)),
+    # gains around one (|g| is used), so that y keeps its scale; q between levels and at a level
+    Case("gain_units_tcm", "tcm", "gain_units_tcm", knobs=({"q": 2.37}, {"q": 6.0}), attached=(1.0, 0.3)),
+    Case("qvrf_stf", "stf", "qvrf", knobs=({"a": 0.7}, {"a": 5.3})),
 )
 
 
@@ -102,9 +106,10 @@ def build(case: Case):
     torch.manual_seed(SEED)
     codec = build_codec(backbone, control)
     gen = torch.Generator().manual_seed(SEED + 1)
+    mean, std = case.attached
     with torch.no_grad():
         for p in codec.control.attached_parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * ATTACHED_STD)
+            p.copy_(mean + torch.randn(p.shape, generator=gen) * std)
     codec.prepare()
     return codec
 

@@ -1,5 +1,5 @@
-"""Shared by the ``ctrlic`` command tests: a tiny CALICE codec trained to a useful α range (exported
-once per session), a twin with other weights, test images in odd formats, and the console script."""
+"""Shared by the ``ctrlic`` command tests: the session's tiny CALICE codec (trained once, in
+tests/conftest.py) and its twin with other weights, test images in odd formats, and the console script."""
 
 from __future__ import annotations
 
@@ -15,47 +15,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from ctrlic.codecs.build import build_codec, export_codec
-from ctrlic.datamodules.image_io import list_images, load_rgb8, to_tensor
-from ctrlic.lightning_modules.rd import RDModule
-from ctrlic.lightning_modules.variable_rate import VariableRateModule
-from tests.conftest import ROOT, tiny_stf_with_adapters
-from tests.test_calice_rate_order import LMBDA_MAX, LMBDA_MIN, fit
-
-KODAK = ROOT / "data" / "demo" / "kodak4"
-#: training steps of the anchor and of the α-adapters: enough for α to move kodim01 over ~0.25–0.75 bpp
-ANCHOR_STEPS, ADAPTER_STEPS = 100, 100
-
-
-@functools.cache
-def trained_models(root: Path) -> dict[str, Path]:
-    """Train the tiny STF anchor + α-adapters on four Kodak crops and export it (and a twin with other weights)."""
-    torch.manual_seed(0)
-    L.seed_everything(0, verbose=False)
-    crops = torch.stack([to_tensor(load_rgb8(p)[0])[:, 200:264, 300:364] for p in list_images(KODAK)])
-    backbone_cfg, control_cfg = tiny_stf_with_adapters()
-    anchor = build_codec(backbone_cfg)
-    fit(RDModule(anchor, lmbda=LMBDA_MAX, lr=3e-3, scheduler=None), crops, ANCHOR_STEPS)
-    codec = build_codec({**backbone_cfg, "checkpoint": anchor.backbone.state_dict()}, control_cfg)
-    fit(VariableRateModule(codec, lmbda_min=LMBDA_MIN, lmbda_max=LMBDA_MAX, lr=2e-3, scheduler=None), crops,
-        ADAPTER_STEPS)
-    root.mkdir(parents=True, exist_ok=True)
-    model = export_codec(codec, root / "calice_tiny.codec.pt")
-    with torch.no_grad():
-        next(codec.backbone.parameters()).add_(1e-3)  # same architecture, other weights
-    other = export_codec(codec, root / "calice_tiny_other.codec.pt")
-    return {"model": model, "other": other}
+from ctrlic.datamodules.image_io import load_rgb8, to_tensor
+from tests.conftest import ROOT
+from tests.helpers_calice import KODAK
 
 
 @pytest.fixture(scope="session")
-def models(tmp_path_factory) -> dict[str, Path]:
-    return trained_models(tmp_path_factory.getbasetemp() / "cli_models")
+def models(tiny_calice) -> dict[str, Path]:
+    """The session's tiny CALICE codec files (tests/conftest.py), trained once for every test."""
+    return tiny_calice
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""For the DDP equivalence test: training quantization without random draws.
+"""For the DDP tests: training quantization without random draws, and a record of every rank's batches.
 
 One process of batch 2b and two processes of batch b draw different uniform noise (each rank's
 generator restarts the same sequence), so their runs differ by construction. Rounding with a
@@ -6,6 +6,9 @@ straight-through gradient in place of the noise leaves only the DDP arithmetic t
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import lightning as L
 from compressai.entropy_models.entropy_models import EntropyModel
@@ -24,3 +27,17 @@ class RoundInsteadOfNoise(L.Callback):
 
     def setup(self, trainer, pl_module, stage) -> None:
         EntropyModel.quantize = _rounding_quantize
+
+
+class RecordBatches(L.Callback):
+    """Writes ``batches_rank<r>.json``: per optimizer step, this rank's batch as per-image pixel sums."""
+
+    def __init__(self) -> None:
+        self.steps: dict[int, list[float]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.steps[trainer.global_step] = [float(x.double().sum()) for x in batch]
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        path = Path(trainer.default_root_dir) / f"batches_rank{trainer.global_rank}.json"
+        path.write_text(json.dumps(self.steps))

@@ -36,22 +36,22 @@ REPORT_ENV = "CTRLIC_GPU_REPORT"
 KODAK4 = ROOT / "data" / "demo" / "kodak4"
 
 #: the experiments that train, with the extra overrides each needs here. LPIPS-trained ones get a random
-#: AlexNet (module.lpips.pretrained=false): the ImageNet weights are not on the GPU machine (no network)
+#: AlexNet (perceptual_pretrained=false): the ImageNet weights are not on the GPU machine (no network)
 #: and the check is the arithmetic, not the metric. Under DDP, Control-GIC's two-optimizer GAN step and
 #: LPM's one-prompt-set-at-a-time training leave parameters without gradient in a step, so both need
 #: find_unused_parameters (their experiment files say so).
 TRAINED: dict[str, tuple[str, ...]] = {
-    "anchor_cheng": ("module.lpips.pretrained=false",),
-    "anchor_stf": ("module.lpips.pretrained=false",),
-    "anchor_tcm": ("module.lpips.pretrained=false",),
-    "anchor_tic": ("module.lpips.pretrained=false",),
-    "calice_stf": ("module.lpips.pretrained=false",),
-    "calice_tcm": ("module.lpips.pretrained=false",),
-    "calice_cheng": ("module.lpips.pretrained=false",),
-    "beta_calice_stf": ("module.lpips.pretrained=false",),
-    "lpm_tic": (),
-    "mgcf": (),
-    "control_gic": ("module.lpips.pretrained=false",),
+    "anchor_cheng": ("perceptual_pretrained=false",),
+    "anchor_stf": ("perceptual_pretrained=false",),
+    "anchor_tcm": ("perceptual_pretrained=false",),
+    "anchor_tic": ("perceptual_pretrained=false",),
+    "calice_stf": ("perceptual_pretrained=false",),
+    "calice_tcm": ("perceptual_pretrained=false",),
+    "calice_cheng": ("perceptual_pretrained=false",),
+    "beta_calice_stf": ("perceptual_pretrained=false",),
+    "lpm_tic": ("perceptual_pretrained=false",),
+    "mgcf": ("perceptual_pretrained=false",),
+    "control_gic": ("perceptual_pretrained=false",),
 }
 DDP_EXTRA: dict[str, tuple[str, ...]] = {name: ("trainer.strategy.find_unused_parameters=true",)
                                          for name in ("control_gic", "lpm_tic")}

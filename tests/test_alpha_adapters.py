@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import copy
 import re
-import textwrap
 
 import pytest
 import torch
-import yaml
 from compressai.layers import subpel_conv3x3
 from torch import nn
 
@@ -16,10 +14,10 @@ from ctrlic.codecs.backbones.cheng import Cheng2020Attn
 from ctrlic.codecs.backbones.stf import SymmetricalTransFormer
 from ctrlic.codecs.backbones.tcm import TCM as TCMBackbone
 from ctrlic.codecs.checkpoint import load_weights
-from ctrlic.codecs.control import alpha_adapters
 from ctrlic.codecs.control.adapters import ConvAdapter, LoRALinear, SubpelConvAdapter
-from ctrlic.codecs.control.alpha_adapters import CHENG2020_ATTN, STF, TCM, AlphaAdapters
+from ctrlic.codecs.control.alpha_adapters import AlphaAdapters
 from ctrlic.codecs.control.base import KnobError
+from tests.conftest import alpha_adapters_config
 from tests.manifests import parse_shape, read_manifest, synthetic_state_dict
 
 TOL = {"atol": 1e-5, "rtol": 1e-5}
@@ -29,11 +27,16 @@ def shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
-def check_against_calice(backbone: nn.Module, preset: dict, adapters_manifest: str, backbone_manifest: str,
+def preset(name: str) -> dict:
+    """The constructor keywords of ``conf/control/alpha_adapters_<name>.yaml``."""
+    return {k: v for k, v in alpha_adapters_config(name).items() if k != "_target_"}
+
+
+def check_against_calice(backbone: nn.Module, name: str, adapters_manifest: str, backbone_manifest: str,
                          n_adapters: int, n_params: int) -> None:
-    """Attach ``preset`` and compare with CALICE's manifest: new keys, moved keys, the rest, a strict load."""
+    """Attach the config preset and compare with CALICE's manifest: new keys, moved keys, the rest, a strict load."""
     before = shapes(backbone)
-    scheme = AlphaAdapters(**preset)
+    scheme = AlphaAdapters(**preset(name))
     scheme.attach(backbone)
     after = shapes(backbone)
     rows = read_manifest(adapters_manifest)
@@ -61,25 +64,18 @@ def check_against_calice(backbone: nn.Module, preset: dict, adapters_manifest: s
 
 
 def test_cheng_preset_matches_calice_manifest():
-    check_against_calice(Cheng2020Attn(N=192), CHENG2020_ATTN, "calice_cheng_8_1_all_adapters.tsv",
+    check_against_calice(Cheng2020Attn(N=192), "cheng", "calice_cheng_8_1_all_adapters.tsv",
                          "cheng2020_attn_q6.tsv", n_adapters=50, n_params=145_840)
 
 
 def test_stf_preset_matches_calice_manifest():
-    check_against_calice(SymmetricalTransFormer(), STF, "calice_stf_8_8_all_adapters.tsv",
+    check_against_calice(SymmetricalTransFormer(), "stf", "calice_stf_8_8_all_adapters.tsv",
                          "stf_SymmetricalTransFormer.tsv", n_adapters=48, n_params=353_280)
 
 
 def test_tcm_preset_matches_calice_manifest():
-    check_against_calice(TCMBackbone(N=64), TCM, "calice_tcm_8_1_all_adapters.tsv", "tcm_N64_M320.tsv",
+    check_against_calice(TCMBackbone(N=64), "tcm", "calice_tcm_8_1_all_adapters.tsv", "tcm_N64_M320.tsv",
                          n_adapters=84, n_params=164_352)
-
-
-def test_docstring_yaml_matches_presets():
-    """The YAML in the module docstring is what the config files copy: it must equal the constants."""
-    block = textwrap.dedent(alpha_adapters.__doc__.split("::\n", 1)[1]).strip()
-    parsed = [yaml.safe_load(part) for part in block.split("\n\n")]
-    assert parsed == [CHENG2020_ATTN, STF, TCM]
 
 
 # -- behaviour on a tiny Cheng2020-attn --------------------------------------------------------
@@ -90,7 +86,7 @@ def tiny():
     torch.manual_seed(0)
     anchor = Cheng2020Attn(N=32).eval()
     adapted = copy.deepcopy(anchor)
-    scheme = AlphaAdapters(**CHENG2020_ATTN)
+    scheme = AlphaAdapters(**preset("cheng"))
     scheme.attach(adapted)
     with torch.no_grad():
         for p in scheme.attached_parameters():
@@ -106,6 +102,14 @@ def test_alpha_zero_equals_anchor(tiny):
     assert torch.equal(got["x_hat"], want["x_hat"])
     for name in ("y", "z"):
         assert torch.equal(got["likelihoods"][name], want["likelihoods"][name])
+    # the entropy coder sees the same symbols and tables: the same payload bytes, the same decoded image
+    anchor.update(force=True)
+    adapted.update(force=True)
+    sections = adapted.encode(x)
+    assert sections == anchor.encode(x)
+    assert torch.equal(adapted.decode(sections, 64, 64), anchor.decode(sections, 64, 64))
+    scheme.apply({"alpha": 0.5})
+    assert adapted.encode(x) != sections  # the payload does see α (the adapters are non-zero)
 
 
 @torch.no_grad()
@@ -192,7 +196,7 @@ def test_bad_patterns_raise_clear_errors(kwargs, message):
 
 
 def test_knob_declaration_and_range():
-    scheme = AlphaAdapters(**CHENG2020_ATTN)
+    scheme = AlphaAdapters(**preset("cheng"))
     (knob,) = scheme.knobs
     assert (knob.name, knob.low, knob.high, knob.default, knob.rate_increases) == ("alpha", 0, 1, 0, False)
     assert [p["alpha"] for p in scheme.sweep_points()] == [1, .9, .8, .6, .45, .35, .25, .15, .05, 0]

@@ -22,6 +22,8 @@ from tests.manifests import manifest_total_params, parse_shape, read_manifest, s
 
 MANIFEST = "stf_SymmetricalTransFormer.tsv"
 TINY = {"embed_dim": 6, "depths": (2, 2, 2, 2), "num_heads": (1, 2, 2, 4), "num_slices": 4, "charm_widths": (24,)}
+#: bits of CompressAI's quantised CDFs (``EntropyModel.entropy_coder_precision``): the most a symbol costs
+CDF_PRECISION = 16
 #: entropy-bottleneck names of pip CompressAI ≥ 1.2.6 and of older releases / the STF fork
 EB_NAMES = (("matrices.", "_matrix"), ("biases.", "_bias"), ("factors.", "_factor"))
 
@@ -109,7 +111,7 @@ def check_coding(model: Backbone, height: int, width: int) -> None:
     """decode(encode(x)) is the eval-mode forward reconstruction, deterministic, at the estimated rate.
 
     The coder can only beat the likelihood estimate on outliers (escape-coded where the estimate
-    charges up to −log2(1e−9) bits), and loses at most a few flush bytes per stream elsewhere.
+    charges −log2(1e−9) bits), and loses a few per cent (table quantisation) and a flush per stream.
     """
     x = smooth_images(1, height, width)
     with torch.no_grad():
@@ -121,10 +123,24 @@ def check_coding(model: Backbone, height: int, width: int) -> None:
     torch.testing.assert_close(x_hat, out["x_hat"].clamp(0, 1), atol=1e-5, rtol=0)
     assert torch.equal(model.decode(sections, height, width), x_hat)
     assert model.encode(x) == sections
-    estimate = sum(-torch.log2(v).sum().item() for v in out["likelihoods"].values())
     real = 8 * sum(len(s) for s in sections)
+    low, high = payload_bounds(out["likelihoods"], len(sections))
+    assert low <= real <= high, (low, real, high)
+
+
+def payload_bounds(likelihoods: dict[str, torch.Tensor], sections: int) -> tuple[float, float]:
+    """The payload bits CompressAI's rANS coder may take for these likelihoods.
+
+    Its CDFs have 16-bit precision, so no symbol costs it much more than 16 bits, while the estimate
+    charges −log2 p up to 30 (the 1e−9 floor): the lower bound caps each symbol's charge at 16 bits.
+    Above, it pays for the quantised CDFs, the 64-entry scale table and a flush per stream (measured
+    on the tiny models: payload / estimate = 1.01 STF, 1.045 TCM).
+    """
+    bits = [-torch.log2(v.double()).flatten() for v in likelihoods.values()]
+    estimate = float(sum(b.sum() for b in bits))
     assert math.isfinite(estimate)
-    assert 0.5 * estimate <= real <= 1.1 * estimate + 8 * 16 * len(sections)
+    capped = float(sum(b.clamp(max=CDF_PRECISION).sum() for b in bits))
+    return 0.99 * capped, 1.05 * estimate + 8 * 8 * sections
 
 
 def check_bf16_autocast(model: Backbone) -> None:

@@ -10,6 +10,7 @@ import torch
 from benchmarks import (
     codec_time,
     coding_overhead,
+    coding_speed_vs_reference,
     memory,
     rate_control,
     run_all,
@@ -34,15 +35,25 @@ def cheng_adapters():
     return codec
 
 
-def test_overhead_splits_the_file_into_header_and_payload_and_matches_the_forward_rate(cheng_adapters, crop64):
-    row = coding_overhead.measure(cheng_adapters, "kodim01", crop64, {"alpha": 0.5})
-    assert row["header_bytes"] + row["side_bytes"] + sum(row["section_bytes"]) == row["file_bytes"]
-    assert row["payload_bits"] == 8 * sum(row["section_bytes"])
+def test_overhead_splits_every_section_into_coder_tables_scale_table_and_model(cheng_adapters, crop64):
+    row = coding_overhead.measure(cheng_adapters, "kodim01", crop64, {"alpha": 0.5}, finer=(256,))
+    sections = row["sections"]
+    assert set(sections) == {"y", "z"}
+    assert row["header_bytes"] + row["side_bytes"] + sum(s["real"] for s in sections.values()) // 8 == row["file_bytes"]
+    y, z = sections["y"], sections["z"]
+    # rANS writes about what its tables say; the 16-bit tables differ from the unquantized Gaussians
+    assert abs(y["real"] - y["coded"]) < 0.02 * y["coded"] + 64 and y["coded"] != y["table"] > 0
+    assert z["table"] == z["exact"] and z["losses"]["scale_table"] == 1.0  # no scale table for z
+    assert row["losses"]["total_over_exact"] == pytest.approx(
+        (y["real"] + z["real"]) / (y["exact"] + z["exact"]))
+    # forward's estimate is only the model-mismatch figure's denominator
     cheng_adapters.set_knobs({"alpha": 0.5})
     with torch.no_grad():
         forward_bpp = bits_per_pixel(cheng_adapters(crop64)["likelihoods"], 64 * 64)
-    assert row["ideal_bits_total"] == pytest.approx(float(forward_bpp) * 64 * 64, rel=1e-4)
-    assert 0.5 < row["ratio"] < 2.0 and set(row["ratio_by_key"]) == {"y", "z"}
+    assert sum(row["forward_bits"].values()) == pytest.approx(float(forward_bpp) * 64 * 64, rel=1e-4)
+    assert y["losses"]["model_mismatch"] == pytest.approx(y["exact"] / y["forward"])
+    finer = row["finer_tables"]["256"]["sections"]["y"]
+    assert abs(finer["table"] - finer["exact"]) < abs(y["table"] - y["exact"])
     assert row["psnr_decoded"] is not None and not row["decoded_exact"]
 
 
@@ -51,8 +62,9 @@ def test_overhead_of_a_lossless_codec_is_exact_and_near_its_ideal(crop64):
     codec.prepare()
     row = coding_overhead.measure(codec, "kodim01", crop64[..., :32, :32], {})
     assert row["decoded_exact"] and row["psnr_decoded"] is None
-    assert math.isfinite(row["ideal_bits_total"])
-    assert 1.0 <= row["ratio"] < 1.02  # arithmetic coding of the model's own pmfs: a few bytes over
+    x = row["sections"]["x"]
+    assert math.isfinite(x["exact"]) and x["forward"] == pytest.approx(x["exact"], rel=1e-3)
+    assert 1.0 <= x["losses"]["total_over_exact"] < 1.02  # arithmetic coding of the model's own pmfs
 
 
 def test_knob_points_keep_both_ends(cheng_adapters):
@@ -133,3 +145,24 @@ def test_replications_are_discovered_and_figures_are_named():
         run_all.main(["--only", "no_such_figure"])
     names = [name for name, _, _ in run_all.CPU_FIGURES + run_all.GPU_FIGURES]
     assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("name", ["stf", "tcm+alpha_adapters", "control_gic"])
+def test_reference_coders_write_our_bits_and_decode_them(name):
+    """The authors'-way reference of the speed benchmark codes the same symbols with the same tables
+    (128², where the authors' TCM windows tile every map)."""
+    codec = build_bench_codec(name)
+    codec.prepare()
+    knobs = coding_speed_vs_reference.CASES[name]
+    x = load_images(crop=128, limit=1)[0][1]
+    rounds = coding_speed_vs_reference.one_round(codec, coding_speed_vs_reference.reference_for(name, codec),
+                                                 x, knobs, ours_first=True)
+    assert rounds["ref_payload"] == rounds["ours_payload"]
+    assert torch.allclose(rounds["ref_x_hat"], rounds["ours_x_hat"], atol=1e-5)
+
+
+def test_reference_mgcf_coder_is_lossless(crop64):
+    codec = build_bench_codec("mgcf")
+    x = crop64[..., :32, :32]
+    ref = coding_speed_vs_reference.reference_for("mgcf", codec)
+    assert torch.equal(torch.round(ref.decode(ref.encode(x), (32, 32)) * 255), torch.round(x * 255))

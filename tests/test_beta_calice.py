@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
+import hydra
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from ctrlic.codecs import bitstream
+from ctrlic.codecs.build import build_codec
 from ctrlic.codecs.control.adapters import ConvAdapter, LoRALinear, StackedAdapter, SubpelConvAdapter
 from ctrlic.codecs.control.base import KnobError
 from ctrlic.evaluation.results import load_results
+from ctrlic.lightning_modules.losses import LPIPSRateLoss, MSERateLoss
 from ctrlic.lightning_modules.variable_rate import (
     TRAIN_ALPHAS,
     VariableRateModule,
     draw_alpha,
     interpolate_lambda,
 )
-from tests.conftest import run_cli
+from tests.conftest import assert_info_without_data, fresh_clone_offline, run_cli
 from tests.helpers_beta_calice import tiny_calice_and_beta
+from tests.test_configs import compose_cfg
 
 BETAS = [0.01, 0.02, 0.04, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 1.0]
 
 
-def _rdp_module(codec, **kwargs) -> VariableRateModule:
-    options = {"lmbda_min": 0.048, "lmbda_max": 1.28, "inverse": True, "betas": BETAS, "distortion": "lpips",
-               "lpips_weight": 0.0, "lpips": {"pretrained": False}, "scheduler": None, "seed": 3}
+def _rdp_module(codec, mse_weight: float = 150.0, **kwargs) -> VariableRateModule:
+    """The module as experiment=beta_calice_stf builds it (module/loss=lpips), LPIPS with random weights."""
+    loss = LPIPSRateLoss(mse_weight=mse_weight, lpips_weight=0.0, lpips={"pretrained": False})
+    options = {"lmbda_min": 0.048, "lmbda_max": 1.28, "inverse": True, "betas": BETAS, "loss": loss,
+               "scheduler": None, "seed": 3}
     return VariableRateModule(codec, **{**options, **kwargs})
 
 
@@ -147,8 +152,8 @@ def test_rdp_loss_weighs_lpips_by_two_beta():
 
 def test_betas_need_the_lpips_loss():
     _, beta, _, _ = tiny_calice_and_beta()
-    with pytest.raises(ValueError, match="distortion=lpips"):
-        _rdp_module(beta, distortion="mse")
+    with pytest.raises(ValueError, match="module/loss=lpips"):
+        _rdp_module(beta, loss=MSERateLoss())
 
 
 def test_lpips_at_beta_one_falls_below_beta_zero_after_overfitting():
@@ -178,6 +183,35 @@ def test_lpips_at_beta_one_falls_below_beta_zero_after_overfitting():
     assert lpips_at(1.0) < 0.85 * before
 
 
+def test_the_experiment_trains_only_the_beta_set_on_the_rdp_loss():
+    """``experiment=beta_calice_stf`` (tiny) as ``run.py`` composes it: one optimizer step on the
+    β-weighted LPIPS loss moves β-adapters only (the smoke run below does it end to end, ``-m slow``)."""
+    cfg = compose_cfg("experiment=beta_calice_stf", "debug=smoke", "data=demo")
+    torch.manual_seed(0)
+    codec = build_codec(cfg.backbone, cfg.control)
+    module = hydra.utils.instantiate(cfg.module, codec=codec, _convert_="all")
+    assert isinstance(module.criterion, LPIPSRateLoss) and module.inverse
+    sets = codec.control.adapter_sets(codec.backbone)
+    with torch.no_grad():  # trained-looking adapters, so the β factors get gradients
+        for p in [*sets["alpha"], *sets["beta"]]:
+            p.normal_(0, 0.05)
+    before = {n: p.detach().clone() for n, p in codec.backbone.named_parameters()}
+    module._trainer = SimpleNamespace(global_step=0, max_steps=cfg.trainer.max_steps)
+    optimizer = module.configure_optimizers()["optimizer"]
+    codec.train()
+    x = torch.rand(2, 3, 64, 64)
+    knobs = codec.set_knobs(module.training_knobs())
+    terms = module.criterion(codec(x), x, module.lmbda_for(knobs))
+    assert module.criterion.lpips_weight == 2.0 * knobs["beta"] > 0 and "lpips" in terms
+    optimizer.zero_grad()
+    terms["loss"].backward()
+    optimizer.step()
+    beta_ids = {id(p) for p in sets["beta"]}
+    moved = {n for n, p in codec.backbone.named_parameters() if not torch.equal(p, before[n])}
+    assert moved == {n for n, p in codec.backbone.named_parameters() if id(p) in beta_ids}
+
+
+@pytest.mark.slow
 def test_smoke_run_sweeps_the_alpha_beta_grid_with_real_bitstreams(tmp_path):
     run_cli("experiment=beta_calice_stf", "debug=smoke", "data=demo", f"hydra.run.dir={tmp_path}")
     results = load_results(tmp_path / "results.json")
@@ -202,11 +236,12 @@ def test_smoke_run_sweeps_the_alpha_beta_grid_with_real_bitstreams(tmp_path):
     assert (tmp_path / "rd.png").stat().st_size > 10_000
 
 
-def test_info_prints_both_adapter_sets_at_paper_size(tmp_path):
-    out = run_cli("experiment=beta_calice_stf", "task=info", "data=demo", "module.lpips.pretrained=false",
-                  f"hydra.run.dir={tmp_path}").stdout
+def test_info_prints_both_adapter_sets_at_paper_size_offline_without_data(tmp_path):
+    """As on a fresh clone without network: no LPIPS network is built, the missing QRAF set is reported."""
+    env = fresh_clone_offline(tmp_path)
+    out = run_cli("experiment=beta_calice_stf", "task=info", f"hydra.run.dir={tmp_path / 'run'}", env=env).stdout
     assert "alpha set: 353,280 parameters" in out and "beta set: 353,280 parameters" in out
-    info = json.loads((tmp_path / "info.json").read_text())
+    info = assert_info_without_data(tmp_path / "run", out, env)
     assert info["parameters"]["control"] == {"trainable": 353_280, "frozen": 353_280}
     assert info["parameters"]["backbone"] == {"trainable": 0, "frozen": 99_855_639}
     assert [k["name"] for k in info["knobs"]] == ["alpha", "beta"]
@@ -217,7 +252,7 @@ def test_paper_size_beta_run_with_batch_two_on_one_crop(tmp_path):
     run_cli("experiment=beta_calice_stf", "data=demo", "data.batch_size=2", "data.crop_size=256",
             "data.num_workers=0", "trainer.max_steps=2", "trainer.val_check_interval=2", "data.val_limit=1",
             "data.val_crop=256", "data.eval_limit=1", "data.eval_crop=256", "eval.max_points=2",
-            "module.lpips.pretrained=false", "module.val_alphas=[0.0,1.0]", "trainer.enable_progress_bar=false",
+            "perceptual_pretrained=false", "module.val_alphas=[0.0,1.0]", "trainer.enable_progress_bar=false",
             f"hydra.run.dir={tmp_path}", timeout=3000)
     results = load_results(tmp_path / "results.json")
     assert len(results["results"]["bpp"]) == 4 and all(b > 0 for b in results["results"]["bpp"])

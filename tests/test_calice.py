@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import math
+from types import SimpleNamespace
 
+import hydra
 import numpy as np
 import pytest
+import torch
 
+from ctrlic.codecs.build import build_codec
 from ctrlic.evaluation.results import load_results
 from ctrlic.lightning_modules.variable_rate import TRAIN_ALPHAS, draw_alpha, interpolate_lambda
-from tests.conftest import run_cli
+from tests.conftest import info_in_process, run_cli
+from tests.test_configs import compose_cfg
 
 #: CompressAI's MSE λ for q5..q1, which log-linear interpolation hits at α = .2, .4, .6, .8, 1
 COMPRESSAI_LAMBDAS = {0.2: 0.025, 0.4: 0.013, 0.6: 0.0067, 0.8: 0.0035, 1.0: 0.0018}
@@ -38,8 +42,6 @@ def test_alpha_draw_depends_only_on_seed_and_step():
 
 
 def test_training_knobs_follow_the_global_step():
-    from types import SimpleNamespace
-
     from ctrlic.codecs.backbones.cheng import Cheng2020Attn
     from ctrlic.codecs.codec import Codec
     from ctrlic.lightning_modules.variable_rate import VariableRateModule
@@ -56,9 +58,9 @@ def test_training_knobs_follow_the_global_step():
     ("calice_cheng", 145_840, 29_631_788),
 ])
 def test_info_prints_the_paper_adapter_counts(experiment, adapters, total, tmp_path):
-    out = run_cli(f"experiment={experiment}", "task=info", "data=demo", f"hydra.run.dir={tmp_path}").stdout
+    info, out = info_in_process(tmp_path, f"experiment={experiment}", "data=demo")
     assert f"{adapters:,}" in out
-    info = json.loads((tmp_path / "info.json").read_text())["parameters"]
+    info = info["parameters"]
     assert info["control"] == {"trainable": adapters, "frozen": 0}
     assert info["backbone"]["trainable"] == 0
     assert info["backbone"]["frozen"] == total
@@ -66,9 +68,13 @@ def test_info_prints_the_paper_adapter_counts(experiment, adapters, total, tmp_p
                                                   "calice_cheng": 0.492}[experiment], abs_tol=0.001)
 
 
-@pytest.mark.parametrize("experiment", ["calice_stf", "calice_tcm", "calice_cheng"])
+@pytest.mark.parametrize("experiment", ["calice_stf",
+                                        pytest.param("calice_tcm", marks=pytest.mark.slow),
+                                        pytest.param("calice_cheng", marks=pytest.mark.slow)])
 def test_smoke_run_sweeps_alpha_with_real_bitstreams(experiment, tmp_path, request):
-    if experiment == "calice_stf":  # the shared session run (tests/conftest.py)
+    """End to end for STF (the shared session run, tests/conftest.py); TCM and Cheng2020-attn train
+    their adapters below, in this process."""
+    if experiment == "calice_stf":
         tmp_path = request.getfixturevalue("calice_smoke_run")
         log = (tmp_path / "run.log").read_text()
     else:
@@ -84,6 +90,36 @@ def test_smoke_run_sweeps_alpha_with_real_bitstreams(experiment, tmp_path, reque
         assert len(files) == 2
         mean_bpp = np.mean([8 * f.stat().st_size / (128 * 128) for f in files])
         assert results["results"]["bpp"][point] == pytest.approx(mean_bpp)
+
+
+@pytest.mark.parametrize("experiment", ["calice_stf", "calice_tcm", "calice_cheng"])
+def test_one_training_step_moves_only_the_adapters(experiment):
+    """The experiment's codec (tiny) and training module, composed as ``run.py`` composes them: one
+    optimizer step changes every adapter that sees a gradient and no anchor weight."""
+    cfg = compose_cfg(f"experiment={experiment}", "debug=smoke", "data=demo")
+    torch.manual_seed(0)
+    codec = build_codec(cfg.backbone, cfg.control)
+    module = hydra.utils.instantiate(cfg.module, codec=codec, _convert_="all")
+    adapters = {id(p) for p in codec.control.attached_parameters(codec.backbone)}
+    with torch.no_grad():  # trained-looking adapters, so every adapter factor gets a gradient
+        for p in codec.control.attached_parameters(codec.backbone):
+            p.normal_(0, 0.05)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        codec(x)  # CompressAI's masked convolutions zero their masked taps on the first forward
+    before = {n: p.detach().clone() for n, p in codec.backbone.named_parameters()}
+    module._trainer = SimpleNamespace(global_step=0, max_steps=cfg.trainer.max_steps)
+    optimizer = module.configure_optimizers()["optimizer"]
+    codec.train()
+    knobs = codec.set_knobs(module.training_knobs())  # α > 0: α = 0 is the anchor, no adapter gradient
+    loss = module.criterion(codec(x), x, module.lmbda_for(knobs))["loss"]
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    moved = {n for n, p in codec.backbone.named_parameters() if not torch.equal(p, before[n])}
+    adapter_names = {n for n, p in codec.backbone.named_parameters() if id(p) in adapters}
+    assert moved and moved <= adapter_names
+    assert len(moved) > 0.9 * len(adapter_names), (len(moved), len(adapter_names))
 
 
 @pytest.mark.slow

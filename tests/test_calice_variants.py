@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ctrlic.codecs.build import build_codec
-from ctrlic.lightning_modules.losses import RateDistortionLoss
+from ctrlic.lightning_modules.losses import LPIPSRateLoss
 from ctrlic.metrics.perceptual import LPIPS, MissingWeightsError
 from tests.conftest import tiny_stf_with_adapters
 
@@ -33,7 +33,7 @@ def test_merged_step_one_adapters_become_the_new_anchor():
 
 
 def test_lpips_loss_weighs_the_rate_and_scales_inputs():
-    loss = RateDistortionLoss("lpips", mse_weight=150.0, lpips_weight=0.1, lpips={"pretrained": False})
+    loss = LPIPSRateLoss(mse_weight=150.0, lpips_weight=0.1, lpips={"pretrained": False})
     x = torch.rand(2, 3, 64, 64)
     out = {"x_hat": (x + 0.1 * torch.randn_like(x)).clamp(0, 1),
            "likelihoods": {"y": torch.full((2, 4, 4, 4), 0.5)}}

@@ -12,8 +12,8 @@ import ctrlic  # noqa: F401 - registers resolvers
 from tests.conftest import ROOT, run_cli
 
 CONF = ROOT / "conf"
-GROUPS = ["backbone", "control", "module", "data", "trainer", "logger", "callbacks", "debug", "experiment",
-          "hparams_search"]
+GROUPS = ["backbone", "control", "module", "module/loss", "module/optimizer", "module/scheduler", "data", "trainer",
+          "logger", "callbacks", "debug", "experiment", "hparams_search"]
 
 
 def options(group: str) -> list[str]:

@@ -156,9 +156,14 @@ def test_train_loader_follows_the_trainer(folders):
     assert torch.equal(first, torch.stack([crops[i] for i in range(4)]))
 
     dm.trainer = SimpleNamespace(global_step=5, global_rank=1, world_size=2, accumulate_grad_batches=1)
-    sampler = dm.train_dataloader().sampler
-    assert (sampler.start_step, sampler.rank, sampler.world_size) == (5, 1, 2)
-    assert next(iter(sampler)) == (5 * 2 + 1) * 4
+    loader = dm.train_dataloader()  # data.batch_size = 4 is the global batch: 2 per rank
+    sampler = loader.sampler
+    assert (sampler.start_step, sampler.rank, sampler.world_size, loader.batch_size) == (5, 1, 2, 2)
+    assert next(iter(sampler)) == 5 * 4 + 2
+    dm.trainer.world_size = 3
+    with pytest.raises(DataConfigError, match="data.batch_size=4 is the global batch of all 3 ranks"):
+        dm.train_dataloader()
+    dm.trainer.world_size = 2
     dm.trainer.accumulate_grad_batches = 2
     with pytest.raises(ValueError, match="accumulate_grad_batches=1"):
         dm.train_dataloader()

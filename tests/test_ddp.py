@@ -1,4 +1,5 @@
-"""DDP on CPU (gloo): 2 processes of batch b train like 1 process of batch 2b; the RD sweep runs once.
+"""DDP on CPU (gloo): data.batch_size is the global batch, so 2 processes train like 1 on the same
+images per step; the RD sweep runs once.
 
 Both runs round (straight-through) instead of drawing quantization noise (tests/helpers_ddp.py): the
 ranks' noise draws cannot match one process's, and any difference left is then the DDP arithmetic.
@@ -7,6 +8,7 @@ ranks' noise draws cannot match one process's, and any difference left is then t
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
@@ -15,7 +17,8 @@ from tests.conftest import SMOKE, run_cli
 
 COMMON = (*SMOKE, "trainer.max_steps=4", "trainer.val_check_interval=2", "data.val_limit=1", "data.val_crop=64",
           "data.eval_limit=1", "data.eval_crop=64", "trainer.accelerator=cpu",
-          "+callbacks.deterministic={_target_:tests.helpers_ddp.RoundInsteadOfNoise}")
+          "+callbacks.deterministic={_target_:tests.helpers_ddp.RoundInsteadOfNoise}",
+          "+callbacks.record={_target_:tests.helpers_ddp.RecordBatches}", "data.batch_size=16")
 
 
 def _val_losses(run_dir) -> dict[int, float]:
@@ -28,23 +31,36 @@ def _weights(run_dir) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if v.is_floating_point()}
 
 
-def test_two_gloo_processes_follow_the_single_process_loss_curve_and_sweep_once(tmp_path):
+def _batches(run_dir, rank: int) -> dict[int, list[float]]:
+    return {int(k): v for k, v in json.loads((run_dir / f"batches_rank{rank}.json").read_text()).items()}
+
+
+def test_two_gloo_processes_train_on_the_global_batch_follow_one_process_and_sweep_once(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    run_cli(*COMMON, "data.batch_size=4", "callbacks.rd_sweep=null", f"hydra.run.dir={one}")
-    proc = run_cli(*COMMON, "trainer=ddp", "trainer.devices=2", "data.batch_size=2", f"hydra.run.dir={two}")
+    run_cli(*COMMON, "callbacks.rd_sweep=null", f"hydra.run.dir={one}")
+    proc = run_cli(*COMMON, "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={two}")
+    # data.batch_size=16 is the global batch: 8 images per rank, and together the one process's 16
+    alone, ranks = _batches(one, 0), [_batches(two, r) for r in (0, 1)]
+    assert sorted(alone) == sorted(ranks[0]) == sorted(ranks[1]) == [0, 1, 2, 3]
+    for step, images in alone.items():
+        assert len(images) == 16 and [len(r[step]) for r in ranks] == [8, 8]
+        assert sorted(ranks[0][step] + ranks[1][step]) == sorted(images)
     single, ddp = _val_losses(one), _val_losses(two)
     assert sorted(single) == sorted(ddp) == [1, 3]  # validation after steps 2 and 4 (0-based step index)
     print("val/loss 1 process:", single, "2 processes:", ddp)
     for step in single:
         assert ddp[step] == pytest.approx(single[step], rel=1e-4)
     w1, w2 = _weights(one), _weights(two)
-    worst = max(w1, key=lambda k: float((w1[k] - w2[k]).abs().max()) if w1[k].numel() else 0.0)
-    diff = float((w1[worst] - w2[worst]).abs().max())
-    print("largest weight difference:", worst, diff)
-    # Adam moves a weight by about lr per step whatever the gradient's size, so elements whose gradient
-    # is ~0 may step opposite ways on float noise: bound the difference by that, not by a relative 1e-3
+    diff = torch.cat([(w1[k] - w2[k]).abs().flatten() for k in w1])
     lr = torch.load(one / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["hyper_parameters"]["lr"]
-    assert diff <= 2 * lr * 4 * 1.01
+    print("weight difference: max", float(diff.max()), "mean", float(diff.mean()), "lr", lr)
+    # Adam moves a weight by about lr per step whatever its gradient's size, so an element whose gradient
+    # is ~0 may step the other way on float noise: a handful may differ by up to that, the rest must agree.
+    # Measured: max 6.4e-7 with 2 ranks; one process of half the batch moves 34 % of the weights by > lr/10.
+    assert float(diff.max()) <= 2 * lr * 4 * 1.01
+    assert float((diff > lr / 100).float().mean()) <= 1e-4
+    last = torch.load(two / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 4 and (two / "results.json").is_file()
     out = proc.stdout + proc.stderr
     assert out.count("training cheng2020_attn") == 2  # both ranks' logs are in the output ...
     assert out.count("RD sweep on kodak4") == 1  # ... and the RD sweep ran on one of them

@@ -3,7 +3,6 @@ latent ends, coders take only finite in-range values, weights must be finite, he
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 import pytest
@@ -155,4 +154,7 @@ def test_header_extras_are_checked_for_type_and_arithmetic(extras, match):
 def test_a_valid_tiled_layout_is_read():
     header = bitstream.Header(codec="x", config_hash=bytes(4), fingerprint=bytes(8), knobs={}, height=64,
                               width=128, extras={"tile": [64, 2], "side": 1, "ep": "cpu64"})
-    assert dataclasses.astuple(read_layout(header, 5, 64)) == (1, 64, 2, "cpu64")
+    layout = read_layout(header, 5, 64)
+    assert (layout.side, layout.tile, layout.per_tile, layout.entropy_path) == (1, 64, 2, "cpu64")
+    assert layout.padding.spec == "replicate:64"  # none recorded: ours, to the backbone's multiple
+    assert layout.scale_levels == 64  # none recorded: CompressAI's table

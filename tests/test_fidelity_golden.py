@@ -3,7 +3,8 @@ with, give their outputs within the tolerances each file states.
 
 ``tests/expected/fidelity/<method>/`` is written by ``benchmarks/fidelity/<method>.py``, run by hand
 with the authors' repository checked out (commit and command in each ``expected.json``); the
-scripts never run here. Cheng2020-attn is compared live with ``compressai.zoo`` in
+scripts never run here. ``tables.pt`` holds the CDF tables their code coded with; loaded with the
+weights, they are kept as a checkpoint's own tables are (``codecs/entropy/tables.py``). Cheng2020-attn is compared live with ``compressai.zoo`` in
 ``test_backbone_cheng.py``.
 """
 
@@ -26,6 +27,7 @@ from ctrlic.codecs.backbones.tic import TIC
 from ctrlic.codecs.backbones.vqgan import VQGAN
 from ctrlic.codecs.checkpoint import load_weights
 from ctrlic.codecs.control.alpha_adapters import AlphaAdapters
+from ctrlic.codecs.entropy import tables
 from tests.conftest import ROOT
 
 EXPECTED = ROOT / "tests" / "expected" / "fidelity"
@@ -46,14 +48,16 @@ class Case:
     weights: dict[str, Tensor]
     x: Tensor
     outputs: dict[str, Tensor]
+    tables: dict[str, Tensor]  # the CDF tables their code coded with (empty where none were stored)
 
 
 def load_case(method: str) -> Case:
     folder = EXPECTED / method
     crop = torch.load(folder / "input.pt", weights_only=True)["crop"]
+    theirs = torch.load(folder / "tables.pt", weights_only=True) if (folder / "tables.pt").is_file() else {}
     return Case(method, json.loads((folder / "expected.json").read_text()),
                 torch.load(folder / "weights.pt", weights_only=True), (crop.to(torch.float32) / 255)[None],
-                torch.load(folder / "outputs.pt", weights_only=True))
+                torch.load(folder / "outputs.pt", weights_only=True), theirs)
 
 
 def md5_of(t: Tensor) -> str:
@@ -62,8 +66,9 @@ def md5_of(t: Tensor) -> str:
     return hashlib.md5((raw + 0 if raw.is_floating_point() else raw).numpy().tobytes()).hexdigest()
 
 
-def build(case: Case) -> tuple[nn.Module, AlphaAdapters | None]:
-    """Our backbone (and α-adapters) as the case names them, with its weights loaded strictly."""
+def build(case: Case, own_tables: bool = True) -> tuple[nn.Module, AlphaAdapters | None]:
+    """Our backbone (and α-adapters) as the case names them, with its weights loaded strictly, and
+    their CDF tables kept as the codec keeps a checkpoint's (``own_tables=False``: rebuilt here)."""
     ours = case.expected["ours"]
     backbone = BACKBONES[ours["backbone"]](**ours["kwargs"]).eval()
     scheme = None
@@ -76,7 +81,12 @@ def build(case: Case) -> tuple[nn.Module, AlphaAdapters | None]:
         assert set(own) == set(case.expected["attn_masks"])
         assert all(md5_of(v) == case.expected["attn_masks"][k]["md5"] for k, v in own.items())
         weights.update(own)
+    weights.update(case.tables)
     assert load_weights(backbone, weights, key_map=backbone.checkpoint_key_map) == []
+    kept = tables.build(backbone, tables.snapshot(backbone) if own_tables else None)
+    if kept.stored is not None:
+        tables.install(backbone, kept.stored)
+    assert kept.note is None, kept.note
     return backbone, scheme
 
 
@@ -116,7 +126,6 @@ def lic_mismatches(backbone: nn.Module, case: Case, prefix: str = "", results: d
         theirs = results["payload"]["estimated_bits"][key]
         if abs(bits - theirs) > tol["estimated_bits"]["rtol"] * theirs:
             problems.append(f"estimated bits {key}: {bits:.4f} vs their {theirs:.4f}")
-    backbone.update(force=True)
     sections = dict(zip(("y", "z"), backbone.encode(case.x), strict=True))
     for key, check in case.expected["payload_check"].items():
         if key not in ("y", "z"):
@@ -201,6 +210,14 @@ def test_changing_one_synthesis_weight_fails_the_comparison(method):
         backbone.get_parameter(SYNTHESIS_WEIGHT[method]).view(-1)[0] += 0.01
     problems = mismatches(method, case, backbone, scheme)
     assert any("x_hat" in p or "decoder output" in p for p in problems), problems
+
+
+def test_tics_z_string_is_theirs_only_with_their_tables():
+    """Their CompressAI 1.2.0 fork builds other entropy-bottleneck tables than 1.2.8 from the same weights."""
+    case = load_case("tic")
+    assert case.expected["payload_check"]["z"] == "md5"
+    assert lic_mismatches(build(case)[0], case) == []
+    assert lic_mismatches(build(case, own_tables=False)[0], case) == ["z string: same length, other bytes"]
 
 
 def test_golden_cases_are_where_the_scripts_write_them():

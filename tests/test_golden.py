@@ -38,7 +38,8 @@ def test_every_case_has_an_expected_file():
 def test_the_cases_cover_every_backbone_and_control_family():
     backbones = {p.stem for p in (golden.ROOT / "conf" / "backbone").glob("*.yaml")}
     assert {c.backbone for c in golden.CASES} == backbones
-    families = ("none", "alpha_adapters", "beta_adapters", "layer_prompts", "granularity", "instance_lora")
+    families = ("none", "alpha_adapters", "beta_adapters", "layer_prompts", "granularity", "instance_lora",
+                "gain_units", "qvrf")
     assert all(any(c.control.startswith(f) for c in golden.CASES) for f in families)
     assert all(len(c.knobs) >= 2 for c in golden.CASES if c.control != "none")
 

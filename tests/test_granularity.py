@@ -7,7 +7,7 @@ import torch
 
 from ctrlic.codecs.backbones.grain_masks import grain_masks, patch_entropy
 from ctrlic.codecs.backbones.vqgan_blocks import upsample_mask
-from ctrlic.codecs.control.base import KnobError
+from ctrlic.codecs.control.base import KnobError, SchemeFitError
 from ctrlic.codecs.control.granularity import Granularity, theoretical_bpp, tokens_per_pixel
 
 README_TABLE = [(0.0, 0.5, 0.5), (0.0, 0.8, 0.2), (0.1, 0.8, 0.1), (0.3, 0.6, 0.1), (0.5, 0.4, 0.1), (0.9, 0.1, 0.0)]
@@ -92,5 +92,5 @@ def test_sweep_points_are_the_table_rows():
 
 
 def test_scheme_refuses_a_backbone_without_grains():
-    with pytest.raises(KnobError, match="vqgan"):
+    with pytest.raises(SchemeFitError, match="vqgan"):
         Granularity(README_TABLE).attach(torch.nn.Conv2d(3, 3, 1))

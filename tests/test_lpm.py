@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import pytest
@@ -19,7 +18,7 @@ from ctrlic.lightning_modules.prompt import (
     warm_start_source,
 )
 from ctrlic.tasks.assemble import AssembleError, assemble_prompt_sets
-from tests.conftest import run_cli
+from tests.conftest import assert_info_without_data, fresh_clone_offline, info_in_process, run_cli
 from tests.helpers_lpm import backbone_config, control_config, randomize_prompts, tiny_lpm_codec
 from tests.helpers_report import check_report
 from tests.test_backbone_stf import smooth_images
@@ -138,9 +137,14 @@ def test_assemble_refuses_missing_sets_and_other_anchors(smoke, tmp_path):
         assemble_prompt_sets([a, b])
 
 
-def test_info_prints_backbone_and_per_set_prompt_parameters(tmp_path):
-    out = run_cli("experiment=lpm_tic", "debug=smoke", "task=info", "data=demo", f"hydra.run.dir={tmp_path}").stdout
-    info = json.loads((tmp_path / "info.json").read_text())
+def test_info_prints_backbone_and_per_set_prompt_parameters_offline_without_data(tmp_path, monkeypatch):
+    """As on a fresh clone without data/div2k_flickr2k or Kodak: the missing folders are reported."""
+    env = fresh_clone_offline(tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    _, out = info_in_process(tmp_path / "run", "experiment=lpm_tic", "debug=smoke")
+    info = assert_info_without_data(tmp_path / "run", out, env)
+    assert info["data"]["folders"]["eval_sets.kodak"]["exists"] is False
     backbone = tiny_lpm_codec().backbone
     frozen = sum(p.numel() for n, p in backbone.named_parameters() if not n.startswith("prompt_sets."))
     assert info["parameters"]["backbone"] == {"trainable": 0, "frozen": frozen}

@@ -9,7 +9,7 @@ import torch
 
 from ctrlic.codecs.backbones.cheng import Cheng2020Attn
 from ctrlic.codecs.codec import Codec
-from ctrlic.lightning_modules.losses import RateDistortionLoss
+from ctrlic.lightning_modules.losses import MSERateLoss
 from ctrlic.lightning_modules.rd import RDModule
 
 
@@ -26,7 +26,7 @@ def compressai_step(codec: Codec, x: torch.Tensor, clip: float | None) -> None:
     opt, aux_opt = torch.optim.Adam(net, lr=1e-4), torch.optim.Adam(aux, lr=1e-3)
     opt.zero_grad()
     aux_opt.zero_grad()
-    RateDistortionLoss()(codec(x), x, 0.0483)["loss"].backward()
+    MSERateLoss()(codec(x), x, 0.0483)["loss"].backward()
     if clip:
         torch.nn.utils.clip_grad_norm_(net, clip)
     opt.step()

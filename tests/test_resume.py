@@ -46,7 +46,7 @@ def test_resume_auto_picks_the_newest_whole_checkpoint(tmp_path):
 
 
 def _overrides(run_dir, record, delay_s: float) -> list[str]:
-    return [*SMOKE, "callbacks.rd_sweep=null", "module.scheduler.name=cosine",
+    return [*SMOKE, "callbacks.rd_sweep=null", "module/scheduler=cosine",
             f"trainer.max_steps={MAX_STEPS}", f"trainer.val_check_interval={MAX_STEPS}", "data.val_limit=1",
             "data.val_crop=64", f"callbacks.periodic_checkpoint.every_n_train_steps={CHECKPOINT_EVERY}",
             f"+callbacks.recorder={{_target_:tests.helpers_resume.StepRecorder,path:'{record}',delay_s:{delay_s}}}",

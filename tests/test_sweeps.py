@@ -12,17 +12,17 @@ from tests.conftest import run_cli
 
 def test_two_job_multirun_through_submitit_local_writes_two_results(tmp_path):
     run_cli("-m", "hydra/launcher=submitit_local", "experiment=demo", "debug=smoke", "data.eval_limit=1",
-            "module.lmbda=0.0067,0.013", f"hydra.sweep.dir={tmp_path}")
+            "module.lmbda=0.0067,0.025", f"hydra.sweep.dir={tmp_path}")  # not 0.013: smoke_run trains that one
     lambdas = []
     for job in ("0", "1"):
         results = load_results(tmp_path / job / "results.json")
         assert results["results"]["bpp"][0] > 0
         lambdas.append((tmp_path / job / "provenance" / "config.yaml").read_text().split("lmbda: ")[1].split()[0])
-    assert sorted(lambdas) == ["0.0067", "0.013"]
+    assert sorted(lambdas) == ["0.0067", "0.025"]
     # the summary written when the multirun ended (hydra.callbacks.summary): one row and one curve per job
     rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
     assert [r["job"] for r in rows] == ["0", "1"]
-    assert sorted(r["overrides"] for r in rows) == ["module.lmbda=0.0067", "module.lmbda=0.013"]
+    assert sorted(r["overrides"] for r in rows) == ["module.lmbda=0.0067", "module.lmbda=0.025"]
     assert all(float(r["mean_bpp"]) > 0 and float(r["loss"]) > 0 for r in rows)
     assert (tmp_path / "summary.md").read_text().count("| module.lmbda=") == 2
     assert (tmp_path / "summary_rd.png").is_file()

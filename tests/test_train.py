@@ -1,4 +1,4 @@
-"""End to end through run.py: train, real-bitstream results, resume, DDP, bf16, info, export, eval."""
+"""End to end through run.py: train, real-bitstream results, resume, bf16, info, export, eval (DDP: test_ddp.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image
 
 from ctrlic.evaluation.results import load_results
 from ctrlic.lightning_modules.checkpoint import open_codec
-from tests.conftest import SMOKE, run_cli
+from tests.conftest import SMOKE, info_in_process, run_cli
 
 
 def last_step(run_dir: Path) -> int:
@@ -55,23 +55,22 @@ def test_resume_continues_from_the_checkpoint_step(smoke_run, tmp_path):
     assert min(steps) >= 6
 
 
-def test_ddp_with_two_cpu_processes_trains(tmp_path):
-    run_cli(*SMOKE, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=3",
-            "trainer.val_check_interval=3", f"hydra.run.dir={tmp_path}")
-    assert last_step(tmp_path) == 3
-    assert (tmp_path / "results.json").is_file()
-
-
-def test_bf16_mixed_trains_a_few_steps(tmp_path):
+def test_bf16_mixed_trains_a_few_steps_logging_to_csv_tensorboard_and_wandb_offline(tmp_path):
+    """One short run for two things (a process start each would cost more than the run): bf16-mixed
+    training, and the three loggers together (W&B offline without a key)."""
     run_cli(*SMOKE, "trainer.precision=bf16-mixed", "data.batch_size=1", "trainer.max_steps=2",
             "trainer.val_check_interval=2", "data.val_crop=64", "data.val_limit=1", "data.eval_crop=64",
-            "data.eval_limit=1", f"hydra.run.dir={tmp_path}")
+            "data.eval_limit=1", "logger=many", f"hydra.run.dir={tmp_path}",
+            env={"WANDB_API_KEY": "", "WANDB_MODE": "offline"})
     rows = [r for r in csv.DictReader((tmp_path / "csv" / "metrics.csv").open()) if r.get("train/loss")]
     assert len(rows) == 2 and all(float(r["train/loss"]) > 0 for r in rows)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs, list(tmp_path.iterdir())
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
 
 
 def test_info_prints_parameter_counts_knobs_and_data(tmp_path):
-    out = run_cli("experiment=demo", "task=info", f"hydra.run.dir={tmp_path}").stdout
+    _, out = info_in_process(tmp_path, "experiment=demo")
     assert "831,917" in out  # tiny Cheng2020-attn (N=32)
     assert "none (fixed rate)" in out
     assert "data/demo/train" in out
@@ -87,12 +86,3 @@ def test_export_then_eval_without_the_training_config(smoke_run, tmp_path):
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert results["meta"]["weights_fingerprint"] == open_codec(codec_file).fingerprint.hex()
     assert results["results"]["bpp"][0] > 0
-
-
-def test_wandb_offline_and_tensorboard_loggers(tmp_path):
-    run_cli(*SMOKE, "trainer.max_steps=2", "trainer.val_check_interval=2", "data.eval_limit=1",
-            "logger=many", f"hydra.run.dir={tmp_path}",
-            env={"WANDB_API_KEY": "", "WANDB_MODE": "offline"})
-    runs = list((tmp_path / "wandb").glob("offline-run-*"))
-    assert runs, list(tmp_path.iterdir())
-    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))

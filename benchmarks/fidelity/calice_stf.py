@@ -28,6 +28,7 @@ from torch import nn
 from benchmarks.fidelity import stf
 from benchmarks.fidelity.common import (
     EXPECTED,
+    coding_tables,
     compressai_info,
     fix_weights,
     load_crop,
@@ -81,6 +82,7 @@ def main() -> None:
                            "lora.get_lora_model(net, configs/stf_8_8_all.yaml), change_model_alpha(net, 8 alpha)",
             "environment": compressai_info()}
     write_case(args.out or EXPECTED / "calice_stf", meta=meta, weights=weights, crop=crop, outputs=outputs,
+               tables=coding_tables(model),
                expected={"ours": {"backbone": "stf", "kwargs": stf.OURS, "control": CONTROL},
                          "tolerances": TOLERANCES, "payload_check": PAYLOAD, "window": WINDOW,
                          "cases": cases})

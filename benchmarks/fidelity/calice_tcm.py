@@ -25,6 +25,7 @@ from torch import nn
 from benchmarks.fidelity import tcm
 from benchmarks.fidelity.common import (
     EXPECTED,
+    coding_tables,
     compressai_info,
     fix_weights,
     load_crop,
@@ -81,6 +82,7 @@ def main() -> None:
                            "change_model_alpha(net, alpha)",
             "environment": compressai_info()}
     write_case(args.out or EXPECTED / "calice_tcm", meta=meta, weights=weights, crop=crop, outputs=outputs,
+               tables=coding_tables(model),
                expected={"ours": {"backbone": "tcm", "kwargs": tcm.OURS, "control": CONTROL},
                          "tolerances": TOLERANCES, "payload_check": PAYLOAD, "window": WINDOW,
                          "cases": cases})

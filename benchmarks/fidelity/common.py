@@ -111,12 +111,28 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
+#: the buffers CompressAI's ``update()`` fills in the entropy bottleneck
+TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
+
+
+def coding_tables(model: nn.Module) -> dict[str, Tensor]:
+    """The entropy bottleneck's tables as their code holds them after ``update()``: what a checkpoint
+    saved after their evaluation carries, and what their z string was coded with. The Gaussian
+    conditional's tables (a function of the fixed scale table, ~0.8 MB) are left out: they are the
+    same in every release (their y strings are ours, bit for bit, where the coding order agrees)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+            if k.startswith("entropy_bottleneck.") and k.rsplit(".", 1)[-1] in TABLE_BUFFERS}
+
+
 def write_case(out: Path, *, meta: Mapping, weights: Mapping[str, Tensor], crop: Tensor,
-               outputs: Mapping[str, Tensor], expected: Mapping) -> None:
-    """Write ``weights.pt``, ``input.pt``, ``outputs.pt`` (all ``weights_only``-loadable) and ``expected.json``."""
+               outputs: Mapping[str, Tensor], expected: Mapping, tables: Mapping[str, Tensor] | None = None) -> None:
+    """Write ``weights.pt``, ``input.pt``, ``outputs.pt``, ``tables.pt`` when given (all
+    ``weights_only``-loadable, tables exact in their own dtypes) and ``expected.json``."""
     out.mkdir(parents=True, exist_ok=True)
     stored = weights_for_file(weights)
     torch.save(stored, out / "weights.pt")
+    if tables is not None:
+        torch.save(dict(tables), out / "tables.pt")
     torch.save({"crop": crop.clone(), "image": str(CROP_IMAGE.relative_to(ROOT)), "box": list(CROP_BOX)},
                out / "input.pt")
     torch.save({k: v.detach().cpu().contiguous().clone() for k, v in outputs.items()}, out / "outputs.pt")
@@ -125,7 +141,9 @@ def write_case(out: Path, *, meta: Mapping, weights: Mapping[str, Tensor], crop:
                            "numpy": np.__version__, **meta.get("environment", {})},
            "files": {"weights.pt": f"{(out / 'weights.pt').stat().st_size} bytes; floats as float16, "
                                    "integers narrowed (exact); load copies them into the model's dtypes",
-                     "input.pt": "uint8 crop (3, H, W)", "outputs.pt": ", ".join(sorted(outputs))},
+                     "input.pt": "uint8 crop (3, H, W)", "outputs.pt": ", ".join(sorted(outputs)),
+                     **({"tables.pt": "their entropy bottleneck's CDF tables after update(), as they coded z "
+                                      "with them (int32)"} if tables is not None else {})},
            **expected}
     (out / "expected.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {out} ({(out / 'weights.pt').stat().st_size} byte weights)")

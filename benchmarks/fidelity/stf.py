@@ -25,6 +25,7 @@ from torch import nn
 
 from benchmarks.fidelity.common import (
     EXPECTED,
+    coding_tables,
     compressai_info,
     fix_weights,
     load_crop,
@@ -102,6 +103,7 @@ def main() -> None:
                            "cc_*_transforms, lrp_transforms, entropy_bottleneck rebuilt at this width",
             "environment": compressai_info()}
     write_case(args.out or EXPECTED / "stf", meta=meta, weights=weights, crop=crop, outputs=tensors,
+               tables=coding_tables(model),
                expected={"ours": {"backbone": "stf", "kwargs": OURS}, "tolerances": TOLERANCES,
                          "payload_check": PAYLOAD, **results})
 

@@ -21,15 +21,15 @@ from ctrlic.datamodules.image_io import load_rgb8, to_tensor
 
 
 def configure(codec: Codec, args: argparse.Namespace) -> None:
-    """Apply --tile, --entropy-path and --max-pixels to the codec."""
+    """Apply --pad, --tile, --entropy-path, --max-pixels and --scale-levels to the codec."""
     if args.tile is not None and args.tile < 0:
         raise CLIError(f"--tile {args.tile}: give a positive tile size, or 0 to code images whole")
-    m = codec.backbone.pad_multiple
+    m = codec.set_options(padding=args.pad).padding.multiple
     tile = math.ceil(DEFAULT_TILE / m) * m if args.tile is None else args.tile
     path = args.entropy_path
     if path == "auto":
         path = "cpu64" if codec.backbone.robust_entropy else "native"
-    codec.set_options(tile=tile, entropy_path=path, max_pixels=args.max_pixels)
+    codec.set_options(tile=tile, entropy_path=path, max_pixels=args.max_pixels, scale_levels=args.scale_levels)
 
 
 def _target(args: argparse.Namespace) -> tuple[str, float] | None:

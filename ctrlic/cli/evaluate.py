@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> None:
     codec = open_model(args.model, trust_pickle=args.trust_pickle)
     name = data.resolve().name or "images"
     images = EvalImages(files, root, args.crop)
-    settings = SweepSettings(max_points=args.max_points, save_bitstreams=args.keep_bitstreams,
+    settings = SweepSettings(max_points=args.max_points, save_bitstreams=args.keep_bitstreams, padding=args.pad,
                              extra_meta={"checkpoint": str(args.model)})
     results = evaluate(codec, {name: images}, args.out, settings)[name]
     curve = results["results"]

@@ -44,6 +44,7 @@ def model_info(path: Path, trust_pickle: bool = False) -> dict:
         "parameters": sum(p.numel() for p in codec.parameters()),
         "pad_multiple": codec.backbone.pad_multiple,
         "robust_entropy": codec.backbone.robust_entropy,
+        "entropy_tables": codec.entropy_tables,
     }
 
 

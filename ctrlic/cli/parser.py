@@ -89,8 +89,17 @@ def _add_compress(commands: argparse._SubParsersAction) -> None:
                         "(auto: cpu64 when the model has it)")
     _add_output_options(p)
     _add_trust_option(p)
+    _add_padding_option(p)
+    p.add_argument("--scale-levels", type=int, default=64,
+                   help="Gaussian scale-table size (64: CompressAI's; e.g. 256 saves bits; recorded in the file)")
     _add_knob_options(p)
     p.set_defaults(command_module="compress")
+
+
+def _add_padding_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pad", default=None, metavar="[centre-]{replicate|zero}[:MULTIPLE]",
+                        help="how images are padded to the model's multiple (default replicate, right/bottom; "
+                             "the authors' scripts: e.g. centre-zero:128); recorded in the file")
 
 
 def _add_decompress(commands: argparse._SubParsersAction) -> None:
@@ -125,4 +134,5 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--crop", type=int, default=None, help="centre-crop images to this size")
     p.add_argument("--keep-bitstreams", action="store_true", help="keep the .ctl files under OUT/bitstreams")
     _add_trust_option(p)
+    _add_padding_option(p)
     p.set_defaults(command_module="evaluate")

@@ -105,9 +105,14 @@ def export_codec(codec: Codec, path: str | Path) -> Path:
     return write_codec_file(path, codec.arch, codec.backbone.state_dict(), codec.fingerprint.hex())
 
 
-def codec_from_weights(arch: object, state: Mapping, source: object, fingerprint: str | None = None) -> Codec:
+def codec_from_weights(arch: object, state: Mapping, source: object, fingerprint: str | None = None,
+                       tables_fit: bool = True) -> Codec:
     """Build a recorded architecture (only ctrlic's own classes; checked first) and load its weights
-    strictly; check the fingerprint when one is recorded."""
+    strictly; check the fingerprint when one is recorded.
+
+    ``tables_fit=False`` (a training checkpoint saved while the entropy models trained): its CDF tables
+    are stale and are rebuilt, never kept.
+    """
     check_architecture(arch, source)
     try:
         codec = build_from_architecture(arch)
@@ -115,6 +120,8 @@ def codec_from_weights(arch: object, state: Mapping, source: object, fingerprint
         raise CheckpointError(f"{source}: cannot build the architecture it records ({err}); it was written "
                               "by another ctrlic version or is corrupted") from None
     load_weights(codec.backbone, state)
+    if not tables_fit:
+        codec.discard_checkpoint_tables()
     codec.prepare()
     if fingerprint and codec.fingerprint.hex() != fingerprint:
         raise CheckpointError(f"{source}: weights fingerprint {codec.fingerprint.hex()} does not match the "

@@ -17,16 +17,19 @@ import torch
 from torch import Tensor
 
 from ctrlic.codecs import bitstream
+from ctrlic.codecs import padding as pad
 from ctrlic.codecs.bitstream import BitstreamError, Header
-from ctrlic.codecs.entropy import robust
+from ctrlic.codecs.entropy import robust, scale_table, tables
 from ctrlic.codecs.tiling import PixelLimitError, TilingError, check_pixels, check_tile, tile_grid
 
 if TYPE_CHECKING:
     from ctrlic.codecs.codec import Codec
 
-#: the header extras a codec writes: side-section count, [tile, sections per tile], entropy path
+#: the header extras a codec writes: side-section count, [tile, sections per tile], entropy path,
+#: padding (when not ours), the digest of the checkpoint's own entropy tables (when coded with them),
+#: the Gaussian scale-table size (when not CompressAI's 64)
 SIDE, TILE = "side", "tile"
-KNOWN_EXTRAS = (SIDE, TILE, robust.EXTRAS_KEY)
+KNOWN_EXTRAS = (SIDE, TILE, robust.EXTRAS_KEY, pad.EXTRAS_KEY, tables.EXTRAS_KEY, scale_table.EXTRAS_KEY)
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,26 @@ class Layout:
     tile: int | None
     per_tile: int
     entropy_path: str
+    padding: pad.Padding
+    scale_levels: int
 
 
 def _int(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise BitstreamError(f"header field {what} is {value!r}, not an integer: the file is corrupted")
     return value
+
+
+def read_padding(header: Header, backbone_multiple: int) -> pad.Padding:
+    """The padding the header records (absent: ours), checked for this backbone (multiple at most
+    ``padding.MAX_MULTIPLE``, so the padded image stays bounded)."""
+    spec = header.extras.get(pad.EXTRAS_KEY)
+    if spec is not None and not isinstance(spec, str):
+        raise BitstreamError(f"the bitstream asks for padding {spec!r}, which is not a padding: the file is corrupted")
+    try:
+        return pad.Padding.parse(spec).resolved(backbone_multiple)
+    except pad.PaddingError as exc:
+        raise BitstreamError(f"the bitstream asks for padding {spec!r}: {exc}") from None
 
 
 def read_layout(header: Header, n_sections: int, multiple: int) -> Layout:
@@ -59,22 +76,24 @@ def read_layout(header: Header, n_sections: int, multiple: int) -> Layout:
     if path not in robust.ENTROPY_PATHS:
         raise BitstreamError(f"the header asks for entropy path {path!r}; this ctrlic knows "
                              f"{', '.join(robust.ENTROPY_PATHS)}")
+    padding = read_padding(header, multiple)
+    levels = _int(extras.get(scale_table.EXTRAS_KEY, scale_table.LEVELS), "scale-table size")
     images = n_sections - side
     if TILE not in extras:
-        return Layout(side, None, images, path)
+        return Layout(side, None, images, path, padding, levels)
     value = extras[TILE]
     if not isinstance(value, list) or len(value) != 2:
         raise BitstreamError(f"header field {TILE} is {value!r}, not [tile size, sections per tile]")
     tile, per_tile = _int(value[0], "tile size"), _int(value[1], "sections per tile")
     try:
-        check_tile(tile, multiple)
+        check_tile(tile, padding.multiple)
     except TilingError as exc:
         raise BitstreamError(f"the header's {exc}") from None
     tiles = math.ceil(header.height / tile) * math.ceil(header.width / tile)  # before any grid is built
     if per_tile < 1 or per_tile * tiles != images:
         raise BitstreamError(f"tiled bitstream has {images} image sections, expected {per_tile} for each of "
                              f"{tiles} tiles; the file is corrupted")
-    return Layout(side, tile, per_tile, path)
+    return Layout(side, tile, per_tile, path, padding, levels)
 
 
 def check_layout(codec: Codec, header: Header, sections: list[bytes]) -> Layout:
@@ -85,8 +104,12 @@ def check_layout(codec: Codec, header: Header, sections: list[bytes]) -> Layout:
         raise BitstreamError(str(exc)) from None
     if header.channels != 3:
         raise BitstreamError(f"the header declares {header.channels} channels; ctrlic codes RGB (3)")
-    m = codec.backbone.pad_multiple
-    layout = read_layout(header, len(sections), m)
+    layout = read_layout(header, len(sections), codec.backbone.pad_multiple)
+    try:
+        scale_table.check_levels(layout.scale_levels, codec.backbone)
+    except scale_table.ScaleTableError as exc:
+        raise BitstreamError(f"the bitstream asks for a {layout.scale_levels}-scale table: {exc}") from None
+    m = layout.padding.multiple
     images = sections[layout.side:]
     if layout.tile is None:
         codec.backbone.check_sections(images, _padded(header.height, m), _padded(header.width, m))

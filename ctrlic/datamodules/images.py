@@ -2,7 +2,8 @@
 
 Training data is a pure function of ``(seed, sample index)``, and the sampler derives sample indices
 from the optimizer step, rank and world size. So a resumed run continues the exact data order, and
-DDP with W ranks of batch b sees the same samples as one process with batch W*b.
+DDP with W ranks sees the same samples per step as one process: ``data.batch_size`` is the global
+batch (as the authors' DataParallel splits theirs), each rank loading ``batch_size / W`` of it.
 """
 
 from __future__ import annotations
@@ -55,24 +56,36 @@ def _pad_to(arr: np.ndarray, size: int) -> np.ndarray:
     return np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode=mode)
 
 
+def square_pad(arr: np.ndarray, size: int) -> np.ndarray:
+    """CALICE's ``SquarePad`` (src/utils/dataset.py:31-41): zeros around an HxWx3 image up to a square of
+    side max(H, W, size), plus one pixel on every side; random crops may then hold black borders."""
+    h, w = arr.shape[:2]
+    side = max(h, w, size)
+    hp, vp = (side - w) // 2 + 1, (side - h) // 2 + 1
+    return np.pad(arr, ((vp, vp), (hp, hp), (0, 0)))
+
+
 class RandomCrops(Dataset):
     """Map-style training set: item ``i`` is a random crop fully determined by ``(seed, i)``.
 
     ``np.random.default_rng([seed, i])`` picks the file and the crop offset (no flips). Images
-    smaller than the crop are padded. A file that fails to decode is replaced by the next readable
-    one (with one warning per file), so a bad file never stops training. Each worker keeps an LRU
-    cache of ``cache_size`` decoded images, since training sets here are small.
+    smaller than the crop are padded (``square_pad``: every image zero-padded to a square first, as
+    CALICE's training). A file that fails to decode is replaced by the next readable one (with one
+    warning per file), so a bad file never stops training. Each worker keeps an LRU cache of
+    ``cache_size`` decoded images, since training sets here are small.
     """
 
     #: nominal length: training is bounded by optimizer steps, not epochs
     LENGTH = 2**31 - 1
 
-    def __init__(self, files: Sequence[Path], crop_size: int, seed: int = 0, cache_size: int = 64) -> None:
+    def __init__(self, files: Sequence[Path], crop_size: int, seed: int = 0, cache_size: int = 64,
+                 square_pad: bool = False) -> None:
         if not files:
             raise ValueError("RandomCrops needs at least one image file")
         self.files = list(files)
         self.crop_size = crop_size
         self.seed = seed
+        self.square_pad = square_pad
         self.cache_size = cache_size
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._bad: set[int] = set()
@@ -84,8 +97,12 @@ class RandomCrops(Dataset):
         if not 0 <= index < self.LENGTH:
             raise IndexError(f"sample index {index} out of range [0, {self.LENGTH})")
         rng = np.random.default_rng([self.seed, index])
-        img = _pad_to(self._image(int(rng.integers(len(self.files)))), self.crop_size)
-        c = self.crop_size
+        return self.crop(int(rng.integers(len(self.files))), rng)
+
+    def crop(self, file_index: int, rng: np.random.Generator) -> torch.Tensor:
+        """A random crop (offset from ``rng``) of file ``file_index`` (or the next readable one)."""
+        img, c = self._image(file_index), self.crop_size
+        img = square_pad(img, c) if self.square_pad else _pad_to(img, c)
         top = int(rng.integers(img.shape[0] - c + 1))
         left = int(rng.integers(img.shape[1] - c + 1))
         return to_tensor(img[top:top + c, left:left + c])
@@ -114,6 +131,23 @@ class RandomCrops(Dataset):
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return arr
+
+
+class ValidationCrops(Dataset):
+    """One random crop per validation image, fixed by ``(seed, image index)`` (CALICE validates on
+    random crops of its held-out images, in training batches)."""
+
+    def __init__(self, crops: RandomCrops, limit: int | None = None) -> None:
+        self.crops, self.count = crops, min(len(crops.files), limit or len(crops.files))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.count:
+            raise IndexError(f"validation crop {index} out of range [0, {self.count})")
+        rng = np.random.default_rng([self.crops.seed, index])
+        return {"x": self.crops.crop(index, rng), "name": self.crops.files[index].name}
 
 
 class ResumableSampler(Sampler[int]):
@@ -155,6 +189,15 @@ class ResumableSampler(Sampler[int]):
         return (self.max_steps - self.start_step) * self.batch_size
 
 
+def per_rank_batch(batch_size: int, world_size: int) -> int:
+    """Each rank's share of the global ``data.batch_size``; it must divide evenly."""
+    if batch_size % world_size:
+        raise DataConfigError(f"data.batch_size={batch_size} is the global batch of all {world_size} ranks and "
+                              f"must divide evenly among them, e.g. data.batch_size="
+                              f"{world_size * max(1, round(batch_size / world_size))}")
+    return batch_size // world_size
+
+
 def _check_int(key: str, value: int | None, minimum: int, optional: bool = False) -> None:
     """Reject a non-integer or too small setting, naming its config key."""
     if value is None and optional:
@@ -167,8 +210,9 @@ def _check_int(key: str, value: int | None, minimum: int, optional: bool = False
 class ImageDataModule(L.LightningDataModule):
     """Training crops from ``train_dir`` and named evaluation sets, configured under ``data:``.
 
-    Trainer requirements: ``use_distributed_sampler=False`` (:class:`ResumableSampler` shards by
-    rank itself) and ``accumulate_grad_batches=1``. The sample offset is ``trainer.global_step``, so
+    ``batch_size`` is the global batch per optimizer step; under DDP each of W ranks loads
+    ``batch_size / W`` (which must be whole). Trainer requirements: ``use_distributed_sampler=False``
+    (:class:`ResumableSampler` shards by rank itself) and ``accumulate_grad_batches=1``. The sample offset is ``trainer.global_step``, so
     the LightningModule must make one optimizer step per training batch (automatic optimization,
     or manual optimization stepping one Lightning optimizer per batch). The training loader has no
     length, so validate every N steps: ``val_check_interval=N`` with ``check_val_every_n_epoch=None``.
@@ -190,11 +234,15 @@ class ImageDataModule(L.LightningDataModule):
         val_limit: int | None = None,
         fraction: float = 1.0,
         val_split: float = 0.0,
+        square_pad: bool = False,
+        val_random_crops: bool = False,
+        val_batch_size: int = 1,
     ) -> None:
         super().__init__()
         _check_int("data.crop_size", crop_size, 1)
         _check_int("data.batch_size", batch_size, 1)
         _check_int("data.num_workers", num_workers, 0)
+        _check_int("data.val_batch_size", val_batch_size, 1)
         _check_int("data.seed", seed, 0)
         for key, value in (("val_crop", val_crop), ("eval_crop", eval_crop),
                            ("eval_limit", eval_limit), ("val_limit", val_limit)):
@@ -218,6 +266,8 @@ class ImageDataModule(L.LightningDataModule):
         self.val_limit = val_limit
         self.fraction = fraction
         self.val_split = val_split
+        self.square_pad = square_pad
+        self.val_random_crops, self.val_batch_size = val_random_crops, val_batch_size
 
         # per config key: resolved folder, number of images found, files in use (before the check)
         self._roots: dict[str, Path] = {}
@@ -278,10 +328,11 @@ class ImageDataModule(L.LightningDataModule):
                 raise ValueError("ImageDataModule needs Trainer(accumulate_grad_batches=1): sample indices"
                                  " follow trainer.global_step, which counts optimizer steps, not batches")
             step, rank, world_size = self.trainer.global_step, self.trainer.global_rank, self.trainer.world_size
-        sampler = ResumableSampler(self.batch_size, start_step=step, rank=rank, world_size=world_size)
+        batch = per_rank_batch(self.batch_size, world_size)
+        sampler = ResumableSampler(batch, start_step=step, rank=rank, world_size=world_size)
         return DataLoader(
-            RandomCrops(files, self.crop_size, self.seed),
-            batch_size=self.batch_size,
+            RandomCrops(files, self.crop_size, self.seed, square_pad=self.square_pad),
+            batch_size=batch,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -294,17 +345,27 @@ class ImageDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=self.num_workers,
                           persistent_workers=persistent and self.num_workers > 0)
 
+    def _val_crops_loader(self, files: list[Path]) -> DataLoader:
+        """Random ``crop_size`` crops of the validation images (square-padded as training), in batches."""
+        crops = RandomCrops(files, self.crop_size, self.seed + 1, square_pad=self.square_pad)
+        return DataLoader(ValidationCrops(crops, self.val_limit), batch_size=self.val_batch_size, shuffle=False,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
     def val_dataloader(self) -> DataLoader:
         """The held-out training images (``val_split`` > 0) or the ``val_set`` images, batch 1,
-        cropped by ``val_crop`` and limited by ``val_limit``."""
+        cropped by ``val_crop`` and limited by ``val_limit``; with ``val_random_crops``, one random
+        ``crop_size`` crop of each in batches of ``val_batch_size`` (CALICE's validation)."""
         if self.val_split:
-            (files,) = self._readable(HOLDOUT_KEY)
-            return self._eval_loader(HOLDOUT_KEY, files, self.val_crop, self.val_limit, persistent=True)
-        if self.val_set is None:
+            key = HOLDOUT_KEY
+        elif self.val_set is None:
             raise DataConfigError("data.eval_sets is empty: validation needs one,"
                                   " e.g. data.eval_sets={kodak:/path/to/kodak}")
-        (files,) = self._readable(_eval_key(self.val_set))
-        return self._eval_loader(_eval_key(self.val_set), files, self.val_crop, self.val_limit, persistent=True)
+        else:
+            key = _eval_key(self.val_set)
+        (files,) = self._readable(key)
+        if self.val_random_crops:
+            return self._val_crops_loader(files)
+        return self._eval_loader(key, files, self.val_crop, self.val_limit, persistent=True)
 
     def eval_dataloaders(self) -> dict[str, DataLoader]:
         """Every evaluation set by name, batch 1, cropped by ``eval_crop`` and limited by ``eval_limit``."""

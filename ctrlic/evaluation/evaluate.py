@@ -34,11 +34,20 @@ def evaluate(codec: Codec, sets: Mapping[str, Sequence[Mapping]], out_dir: str |
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     codec = codec.cpu()
+    previous = codec.options
+    codec.set_options(**settings.coding_options())
+    try:
+        return _evaluate(codec, sets, out_dir, settings, list(loggers), step)
+    finally:
+        codec.options = previous
+
+
+def _evaluate(codec: Codec, sets: Mapping[str, Sequence[Mapping]], out_dir: Path, settings: SweepSettings,
+              loggers: list, step: int) -> dict[str, dict]:
     codec.prepare()
     kind = lossless if codec.lossless else lossy
     prefix = "lossless" if codec.lossless else "rd"
     points = sweep_points(codec, settings)
-    loggers = list(loggers)
     outputs = {}
     with Progress(transient=True) as progress:
         for n, (set_name, images) in enumerate(sets.items()):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ctrlic.codecs.codec import Codec, pad_to_multiple
+from ctrlic.codecs.codec import Codec
 from ctrlic.evaluation.bd_metrics import bd_meta
 from ctrlic.evaluation.bdrate import bd_rate_against
 from ctrlic.evaluation.files import bitstream_file, code_through_file, unpack_item
@@ -63,7 +63,7 @@ def _measure(codec: Codec, x: torch.Tensor, knobs: Mapping, path: Path, keep: bo
     data, x_hat, enc, dec = code_through_file(codec, x, knobs, path, keep)
     with torch.no_grad():
         codec.set_knobs(knobs)
-        out = codec(pad_to_multiple(x, codec.backbone.pad_multiple))
+        out = codec(codec.pad(x))
         bpp_est = bits_per_pixel(out["likelihoods"], h * w).item()
     row = {
         "bpp": 8 * len(data) / (h * w),
@@ -161,6 +161,8 @@ def evaluate_set(codec: Codec, images: Sequence[Mapping], points: list[dict], ou
         "reference_dataset": dataset,
         "codec": codec.name,
         "weights_fingerprint": codec.fingerprint.hex(),
+        "padding": codec.options.padding.spec,  # codecs/padding.py: [centre-]{replicate|zero}:multiple
+        "entropy_tables": codec.entropy_tables,  # "checkpoint <digest>" or "rebuilt"
         "knobs": [k.name for k in codec.knobs],
         "points": points,
         "num_images": len(per_image) // max(1, len(points)),

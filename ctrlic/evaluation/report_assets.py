@@ -47,7 +47,7 @@ class ReportSettingsError(UserError):
 
 @dataclass
 class ReportSettings:
-    """``callbacks.rd_sweep.report``: which images get a knob slider and how their pictures are stored."""
+    """``eval.report``: which images get a knob slider and how their pictures are stored."""
 
     enabled: bool = True
     images: int = 3  # the first N images of each evaluation set (in the set's order)

@@ -29,7 +29,13 @@ class SweepSettings:
     plot_metrics: list[str] | None = None  # panels of the family plot (None: metric + measured perceptual ones)
     metrics_device: str | None = None  # where LPIPS/DISTS/Inception run (None: CUDA if available; coding: CPU)
     report: dict | None = None  # report.html: images, thumb_size, ... (evaluation.report_assets.ReportSettings)
+    padding: str | None = None  # e.g. "centre-zero:128" (the authors' scripts); None: the codec's (ours: replicate)
+    entropy_tables: str | None = None  # "checkpoint" or "rebuild" (codecs/entropy/tables.py); None: the codec's
     extra_meta: dict = field(default_factory=dict)
+
+    def coding_options(self) -> dict[str, str]:
+        """The codec options this evaluation sets (``Codec.set_options``)."""
+        return {k: v for k, v in (("padding", self.padding), ("tables", self.entropy_tables)) if v is not None}
 
 
 @dataclass

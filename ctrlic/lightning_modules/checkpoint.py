@@ -26,6 +26,8 @@ RECORD = "ctrlic"
 #: the record's format (absent in checkpoints written before it: read as this one)
 CHECKPOINT_FORMAT = "ctrlic-checkpoint/1"
 CHECKPOINT_FORMATS = (CHECKPOINT_FORMAT,)
+#: record key: whether the entropy tables in the state dict fit its weights (``Codec.tables_fit``)
+TABLES_FIT = "tables_fit"
 
 
 def module_name(module: L.LightningModule) -> str:
@@ -69,5 +71,6 @@ def open_codec(source: str | Path, trust: PickleTrust = NO_TRUST) -> Codec:
     record = training_record(obj)
     if record is not None and "arch" in record:
         check_checkpoint_format(record, source)
-        return codec_from_weights(record["arch"], codec_weights(obj), source)
+        return codec_from_weights(record["arch"], codec_weights(obj), source,
+                                  tables_fit=record.get(TABLES_FIT, True))
     return load_codec(obj, source)

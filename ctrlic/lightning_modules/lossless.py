@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from torch import Tensor
+from torch.optim import Optimizer
 
 from ctrlic.codecs.codec import Codec
 from ctrlic.lightning_modules.rd import RDModule
@@ -14,12 +15,12 @@ from ctrlic.metrics.quality import bits_per_subpixel
 class LosslessModule(RDModule):
     """One optimizer on the whole backbone (no entropy-bottleneck quantiles), loss = bpsp.
 
-    Reuses RDModule's optimizer, scheduler, clipping and checkpoint hooks; λ and distortion have no role.
+    Reuses RDModule's optimizer, scheduler, clipping and checkpoint hooks; λ and the loss have no role.
     """
 
     def __init__(self, codec: Codec, lr: float = 5e-4, clip_max_norm: float | None = 1.0,
-                 scheduler: Mapping | None = None, lpips: Mapping | None = None) -> None:
-        super().__init__(codec, lr=lr, clip_max_norm=clip_max_norm, scheduler=scheduler)
+                 optimizer: Callable[..., Optimizer] | None = None, scheduler: Callable[..., dict] | None = None) -> None:
+        super().__init__(codec, lr=lr, clip_max_norm=clip_max_norm, optimizer=optimizer, scheduler=scheduler)
 
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
         loss = bits_per_subpixel(self.codec(x), x)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 
 import lightning as L
 import torch
 from torch import Tensor
 
 from ctrlic.codecs.codec import Codec, pad_to_multiple
-from ctrlic.lightning_modules.checkpoint import CODEC_ATTR, RECORD, save_record
-from ctrlic.lightning_modules.losses import RateDistortionLoss
+from ctrlic.lightning_modules.checkpoint import CODEC_ATTR, RECORD, TABLES_FIT, save_record
+from ctrlic.lightning_modules.losses import MSERateLoss, RateDistortionLoss
 from ctrlic.utils.rng import rng_states, set_rng_states
 
 
@@ -25,18 +25,22 @@ class RDModule(L.LightningModule):
     Gradient clipping applies to the net group only (the aux gradients are ~1000× smaller).
     """
 
-    def __init__(self, codec: Codec, lmbda: float = 0.0483, distortion: str = "mse", lr: float = 1e-4,
-                 aux_lr: float = 1e-3, clip_max_norm: float | None = 1.0, scheduler: Mapping | None = None,
-                 val_knobs: list[Mapping[str, float]] | None = None, mse_weight: float = 150.0,
-                 lpips_weight: float = 0.1, lpips: Mapping | None = None) -> None:
+    def __init__(self, codec: Codec, lmbda: float = 0.0483, loss: RateDistortionLoss | None = None,
+                 optimizer: Callable[..., torch.optim.Optimizer] | None = None, lr: float = 1e-4,
+                 aux_lr: float = 1e-3, clip_max_norm: float | None = 1.0, scheduler: Callable[..., dict] | None = None,
+                 val_knobs: list[Mapping[str, float]] | None = None) -> None:
+        """``loss`` defaults to ``λ·255²·MSE + bpp``, ``optimizer`` (called with the parameter groups) to
+        Adam; ``scheduler`` (called with the optimizer and ``max_steps``, see ``schedules.py``) to none."""
         super().__init__()
         setattr(self, CODEC_ATTR, codec)
         self.lmbda = lmbda
-        self.criterion = RateDistortionLoss(distortion, mse_weight, lpips_weight, lpips)
+        self.criterion = loss if loss is not None else MSERateLoss()
+        self.optimizer_factory = optimizer or torch.optim.Adam
         self.lr, self.aux_lr, self.clip_max_norm = lr, aux_lr, clip_max_norm
         self.scheduler_factory = scheduler
         self.val_knobs = [dict(k) for k in val_knobs] if val_knobs else [{}]
-        self.save_hyperparameters(ignore=["codec"])
+        # the loss, optimizer and schedule are objects; the run's resolved config records them
+        self.save_hyperparameters(ignore=["codec", "loss", "optimizer", "scheduler"])
         self._split_parameters()
 
     @property
@@ -63,12 +67,22 @@ class RDModule(L.LightningModule):
     def lmbda_for(self, knobs: Mapping[str, float]) -> float:
         return self.lmbda
 
+    def validation_knobs(self) -> list[dict[str, float]]:
+        """The knob settings validation averages over."""
+        return self.val_knobs
+
     # -- steps ---------------------------------------------------------------------------------
 
-    def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
-        knobs = self.codec.set_knobs(self.training_knobs())
+    def training_step(self, x: Tensor, batch_idx: int) -> Tensor | None:
+        return self.rd_step(x, self.codec.set_knobs(self.training_knobs()), batch_idx)
+
+    def rd_step(self, x: Tensor, knobs: Mapping[str, float], batch_idx: int) -> Tensor | None:
+        """The training loss (plus the aux loss) at the knob setting already applied; logs its terms.
+        None (the step skipped on every rank) when the loss is not finite."""
         terms = self.criterion(self.codec(x), x, self.lmbda_for(knobs))
         loss = terms["loss"]
+        if skip_non_finite(self, loss, batch_idx):
+            return None
         if self.aux_params:
             terms["aux"] = self.codec.backbone.aux_loss()
             loss = loss + terms["aux"]
@@ -78,18 +92,19 @@ class RDModule(L.LightningModule):
 
     def validation_step(self, batch: Mapping, batch_idx: int) -> None:
         x = batch["x"]
-        h, w = x.shape[-2:]
+        n, _, h, w = x.shape
         padded = pad_to_multiple(x, self.codec.backbone.pad_multiple)
         totals: dict[str, float] = {}
-        for knobs in self.val_knobs:
+        val_knobs = self.validation_knobs()
+        for knobs in val_knobs:
             knobs = self.codec.set_knobs(knobs)
             out = self.codec(padded)
             out["x_hat"] = out["x_hat"][..., :h, :w].clamp(0, 1)
-            terms = self.criterion(out, x, self.lmbda_for(knobs), num_pixels=h * w)
+            terms = self.criterion(out, x, self.lmbda_for(knobs), num_pixels=n * h * w)
             terms["psnr"] = -10 * torch.log10(terms["mse"].clamp_min(1e-10))
             for k, v in terms.items():
-                totals[k] = totals.get(k, 0.0) + v.detach() / len(self.val_knobs)
-        self.log_dict({f"val/{k}": v for k, v in totals.items()}, batch_size=1, sync_dist=True)
+                totals[k] = totals.get(k, 0.0) + v.detach() / len(val_knobs)
+        self.log_dict({f"val/{k}": v for k, v in totals.items()}, batch_size=n, sync_dist=True)
 
     # -- optimisation ----------------------------------------------------------------------------
 
@@ -97,23 +112,17 @@ class RDModule(L.LightningModule):
         groups = [{"params": self.net_params, "lr": self.lr, "name": "net"}]
         if self.aux_params:
             groups.append({"params": self.aux_params, "lr": self.aux_lr, "name": "quantiles"})
-        optimizer = torch.optim.Adam(groups)
-        if not self.scheduler_factory:
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
             return optimizer
-        spec = dict(self.scheduler_factory)
-        interval, monitor = spec.pop("interval", "step"), spec.pop("monitor", None)
-        scheduler = build_scheduler(optimizer, spec, self.trainer.max_steps)
-        config = {"scheduler": scheduler, "interval": interval, "frequency": 1}
-        if monitor:
-            config["monitor"] = monitor
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer, max_steps=self.trainer.max_steps)}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         if self.clip_max_norm:
             torch.nn.utils.clip_grad_norm_(self.net_params, self.clip_max_norm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        save_record(checkpoint, self, rng=rng_states())
+        save_record(checkpoint, self, rng=rng_states(), **{TABLES_FIT: self.codec.tables_fit})
 
     # -- exact resume: the quantization noise continues where the checkpoint left it ---------------
 
@@ -127,16 +136,17 @@ class RDModule(L.LightningModule):
             self._resume_rng = None
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, spec: Mapping, max_steps: int):
-    """``cosine`` (over max_steps), ``multistep`` (milestones as fractions of max_steps) or ``plateau``."""
-    kind = spec.get("name", "cosine")
-    total = max(1, max_steps if max_steps and max_steps > 0 else 1)
-    if kind == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=spec.get("eta_min", 0.0))
-    if kind == "multistep":
-        milestones = [max(1, math.floor(f * total)) for f in spec.get("milestones", [0.9])]
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=spec.get("gamma", 0.1))
-    if kind == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=spec.get("factor", 0.3), patience=spec.get("patience", 4))
-    raise ValueError(f"module.scheduler.name={kind!r}; choose cosine, multistep or plateau")
+def skip_non_finite(module: L.LightningModule, loss: Tensor, batch_idx: int) -> bool:
+    """True (with a warning) when the loss is NaN/Inf on any rank: the step is skipped on all of them,
+    as the authors' ``train_one_epoch`` skips such a batch (CALICE src/utils/engine.py:107-109)."""
+    finite = bool(torch.isfinite(loss.detach()).all())
+    if module._trainer is not None:
+        finite = module.trainer.strategy.reduce_boolean_decision(finite, all=True)
+    if not finite:
+        warnings.warn(f"training loss is NaN or Inf at step {module.global_step} (batch {batch_idx}): "
+                      "skipping this batch", NonFiniteLossWarning, stacklevel=2)
+    return not finite
+
+
+class NonFiniteLossWarning(UserWarning):
+    """A training batch gave a NaN or Inf loss and was skipped."""

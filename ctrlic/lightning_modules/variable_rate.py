@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ctrlic.codecs.codec import Codec
+from ctrlic.lightning_modules.losses import LPIPSRateLoss
 from ctrlic.lightning_modules.rd import RDModule
 
 #: α values drawn per batch in CALICE (``--alpha-perc``); α = 0 is never trained (it is the anchor)
@@ -47,7 +48,7 @@ class VariableRateModule(RDModule):
     continues the same sequence. Validation averages the loss over ``val_alphas`` (× ``val_betas``).
 
     β-CALICE: with ``betas``, β is drawn independently per batch (knob ``beta_knob``) and the loss's
-    LPIPS weight is ``perception_weight · β`` (needs ``distortion: lpips``). Without ``betas`` the
+    LPIPS weight is ``perception_weight · β`` (needs ``module/loss=lpips``). Without ``betas`` the
     module is CALICE's, unchanged.
     """
 
@@ -62,9 +63,9 @@ class VariableRateModule(RDModule):
         super().__init__(codec, lmbda=lmbda_max, val_knobs=val_knobs, **kwargs)
         if not alphas:
             raise ValueError("module.alphas is empty: give the α values to train on")
-        if betas and self.criterion.distortion != "lpips":
-            raise ValueError(f"module.betas needs module.distortion=lpips (the β-weighted LPIPS term); "
-                             f"got distortion={self.criterion.distortion!r}")
+        if betas and not isinstance(self.criterion, LPIPSRateLoss):
+            raise ValueError(f"module.betas needs module/loss=lpips (the β-weighted LPIPS term); "
+                             f"got {type(self.criterion).__name__}")
         self.lmbda_min, self.lmbda_max, self.inverse = lmbda_min, lmbda_max, inverse
         self.alphas = [float(a) for a in alphas]
         self.betas = [float(b) for b in betas] if betas else None

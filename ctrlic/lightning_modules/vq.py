@@ -8,7 +8,8 @@ stepped directly), so ``max_steps``, the data sampler and resume see one step pe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 
 import lightning as L
 import torch
@@ -26,10 +27,11 @@ class VQModule(L.LightningModule):
     """Generator loss ``mse_w·MSE + lpips_w·LPIPS + codebook_w·L_vq + w_gan·(−E[D(x̂)])`` at fixed ratios.
 
     ``w_gan`` is the fixed ``disc_weight`` (0.1, as the official code does), or with
-    ``adaptive_weight`` Esser et al.'s gradient-norm balance times ``disc_weight``.
+    ``adaptive_weight`` Esser et al.'s gradient-norm balance times ``disc_weight``. ``optimizer``
+    (called with the parameters and ``lr``) builds both optimizers; default Adam, betas (0.5, 0.9).
     """
 
-    def __init__(self, codec: Codec, lr: float = 5e-5, betas: Sequence[float] = (0.5, 0.9),
+    def __init__(self, codec: Codec, lr: float = 5e-5, optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  mse_weight: float = 1.0, lpips_weight: float = 1.0, codebook_weight: float = 1.0,
                  disc_weight: float = 0.1, adaptive_weight: bool = False, disc_start: int = 0,
                  clip_value: float | None = 1.0, training_ratios: Sequence[float] = (0.5, 0.4, 0.1),
@@ -42,12 +44,13 @@ class VQModule(L.LightningModule):
         if discriminator_checkpoint:
             load_discriminator(self.loss, discriminator_checkpoint, trust_pickle)
         self.lpips = LPIPS(**(lpips or {}))
-        self.lr, self.betas = lr, tuple(betas)
+        self.lr = lr
+        self.optimizer_factory = optimizer or functools.partial(torch.optim.Adam, betas=(0.5, 0.9))
         self.mse_weight, self.lpips_weight, self.codebook_weight = mse_weight, lpips_weight, codebook_weight
         self.disc_weight, self.adaptive, self.disc_start = disc_weight, adaptive_weight, disc_start
         self.clip_value = clip_value
         self.training_ratios = dict(zip(GRAINS, check_ratios(training_ratios), strict=True))
-        self.save_hyperparameters(ignore=["codec"])
+        self.save_hyperparameters(ignore=["codec", "optimizer"])
 
     @property
     def codec(self) -> Codec:
@@ -104,8 +107,8 @@ class VQModule(L.LightningModule):
 
     def configure_optimizers(self):
         generator = [p for p in self.codec.backbone.parameters() if p.requires_grad]
-        opt_g = torch.optim.Adam(generator, lr=self.lr, betas=self.betas)
-        opt_d = torch.optim.Adam(self.loss.discriminator.parameters(), lr=self.lr, betas=self.betas)
+        opt_g = self.optimizer_factory(generator, lr=self.lr)
+        opt_d = self.optimizer_factory(self.loss.discriminator.parameters(), lr=self.lr)
         return [opt_g, opt_d]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

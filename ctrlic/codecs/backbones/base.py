@@ -2,7 +2,8 @@
 
 Optional capabilities are declared here, with defaults, so nothing needs to probe a backbone:
 ``parameter_modules`` (the device-robust cpu64 entropy path), ``checkpoint_key_map`` (the authors'
-checkpoint layout), ``lossless`` and ``adaptation_tile`` (per-image adaptation).
+checkpoint layout), ``lossless``, ``adaptation_tile`` (per-image adaptation) and ``capabilities``
+(what a control scheme may need from it, see :data:`CAPABILITIES`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,18 @@ from torch import Tensor
 
 from ctrlic.codecs.bitstream import BitstreamError
 from ctrlic.codecs.entropy import rans
+
+#: what a backbone can offer a control scheme; ``Backbone.capabilities`` declares which it has and
+#: ``ControlScheme.requires`` which a scheme needs (checked when the scheme attaches)
+CAPABILITIES = {
+    "gaussian_latent": "a latent y coded under a Gaussian conditional (gaussian_conditional) given a "
+                       "hyper-latent z coded by an entropy bottleneck",
+    "rate_distortion": "a lossy codec trained on λ·D + R, so that training for other λs moves its rate",
+    "likelihood_rate": "a training forward whose likelihoods are differentiable in the weights "
+                       "(a rate that encode-time fitting can lower)",
+    "swin_prompts": "STF-style Swin window-attention blocks (stf.SwinBlock) that take prompt tokens",
+    "grain_masks": "Control-GIC grain masks set by (fine, medium, coarse) area ratios (the vqgan backbone)",
+}
 
 
 @contextlib.contextmanager
@@ -64,6 +77,8 @@ class Backbone(CompressionModel):
     entropy_path: str = "native"
     #: tile size per-image adaptation fits on (CALLIC's rate-guided patches)
     adaptation_tile: int = 64
+    #: the :data:`CAPABILITIES` this backbone has
+    capabilities: frozenset[str] = frozenset()
 
     @property
     def robust_entropy(self) -> bool:
@@ -120,3 +135,17 @@ def check_hyperprior_sections(sections: Sequence[bytes], height: int, width: int
                              "it is corrupted or from another codec")
     rans.check_stream(sections[0], y_channels * (height // 16) * (width // 16), "y")
     rans.check_stream(sections[1], z_channels * (height // 64) * (width // 64), "z")
+
+class GaussianCoder(Backbone):
+    """A backbone whose latent y (``M`` channels) is coded under ``gaussian_conditional`` given a
+    hyper-latent z coded by ``entropy_bottleneck``: the base of the shared coders (wavefront,
+    mean-scale, channel-autoregressive), and what gain units and QVRF attach to."""
+
+    capabilities = frozenset({"gaussian_latent", "rate_distortion", "likelihood_rate"})
+    #: channels of y (set by every subclass)
+    M: int
+
+    @property
+    def latent_channels(self) -> dict[str, int]:
+        """Channels of y and of z: the widths of per-channel gain vectors."""
+        return {"y": int(self.M), "z": int(self.entropy_bottleneck.channels)}

@@ -16,9 +16,11 @@ from compressai.layers import conv3x3
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-from ctrlic.codecs.backbones.base import Backbone, check_hyperprior_sections, fp32
+from ctrlic.codecs.backbones.base import GaussianCoder, check_hyperprior_sections, fp32
 from ctrlic.codecs.entropy import bit_map, rans
+from ctrlic.codecs.entropy.gaussian import straight_through
 from ctrlic.codecs.entropy.robust import parameter_space
+from ctrlic.codecs.entropy.scale_table import scale_indexes
 
 #: (slice index, mean, scale) -> the quantised slice before the latent residual prediction
 SliceCoder = Callable[[int, Tensor, Tensor], Tensor]
@@ -41,7 +43,7 @@ def support_channels(hyper: int, slice_channels: int, num_slices: int, max_suppo
     return [hyper + slice_channels * min(i + extra, max_support + extra) for i in range(num_slices)]
 
 
-class ChannelAutoregressive(Backbone):
+class ChannelAutoregressive(GaussianCoder):
     """Backbone with a hyperprior on z and a ChARM model on y; subclasses supply the transforms.
 
     Subclasses set ``num_slices``, ``max_support_slices``, ``h_a``, ``h_mean_s``, ``h_scale_s``,
@@ -80,9 +82,14 @@ class ChannelAutoregressive(Backbone):
         """Hook on the scale-branch support of slice ``index``."""
         return support
 
-    def _slices(self, z_hat: Tensor, code: SliceCoder) -> Tensor:
-        """Run the slice loop from the quantised z; ``code`` quantises (and codes) each slice."""
+    def _slices(self, z_hat: Tensor, code: SliceCoder, reconstruct: bool = True) -> Tensor | None:
+        """Run the slice loop from the quantised z; ``code`` quantises (and codes) each slice.
+
+        Returns ŷ. With ``reconstruct=False`` (the encoder, which needs no ŷ) the latent residual
+        prediction runs only on the slices later slices read as support, and None is returned.
+        """
         latent_means, latent_scales = self.h_mean_s(z_hat), self.h_scale_s(z_hat)
+        read = min(self.max_support_slices, self.num_slices - 1)  # slices that are support of a later one
         y_hat_slices: list[Tensor] = []
         for i in range(self.num_slices):
             support = y_hat_slices[: self.max_support_slices]
@@ -90,9 +97,10 @@ class ChannelAutoregressive(Backbone):
             mu = self.cc_mean_transforms[i](mean_support)
             scale = self.cc_scale_transforms[i](self.scale_support(i, torch.cat([latent_scales, *support], dim=1)))
             y_hat_slice = code(i, mu, scale)
-            lrp = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
-            y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
-        return torch.cat(y_hat_slices, dim=1)
+            if reconstruct or i < read:
+                lrp = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
+                y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
+        return torch.cat(y_hat_slices, dim=1) if reconstruct else None
 
     def forward(self, x: Tensor) -> dict:
         y = self.analysis(x)
@@ -108,7 +116,7 @@ class ChannelAutoregressive(Backbone):
             def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
                 _, likelihood = self.gaussian_conditional(y_slices[i], scale, mu)
                 y_likelihoods.append(likelihood)
-                return quantize_ste(y_slices[i] - mu) + mu
+                return straight_through(self.gaussian_conditional, y_slices[i], mu)
 
             y_hat = self._slices(z_hat, code)
         x_hat = self.synthesis(y_hat)
@@ -132,11 +140,11 @@ class ChannelAutoregressive(Backbone):
             def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
                 q = gc.quantize(y_slices[i], "symbols", mu)
                 symbols.append(q)
-                indexes.append(gc.build_indexes(scale))
-                bit_map.record_rans("y", gc, q, indexes[-1])
+                indexes.append(scale_indexes(gc, scale))
+                bit_map.record_rans("y", gc, q, indexes[-1], scales=scale)
                 return gc.dequantize(q, mu)
 
-            self._slices(z_hat.to(table.device, table.dtype), code)
+            self._slices(z_hat.to(table.device, table.dtype), code, reconstruct=False)
             tables = rans.tables_of(gc)
         return [rans.encode(symbols, indexes, tables, "y"), z_string]
 
@@ -151,7 +159,7 @@ class ChannelAutoregressive(Backbone):
         decoder = rans.StreamDecoder(y_string, self.M * y_h * y_w, "y")
 
         def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
-            values = decoder.decode(gc.build_indexes(scale).flatten().tolist(), *tables)
+            values = decoder.decode(scale_indexes(gc, scale).flatten().tolist(), *tables)
             q = torch.tensor(values, dtype=torch.int32, device=mu.device).reshape(mu.shape)
             return gc.dequantize(q, mu)
 

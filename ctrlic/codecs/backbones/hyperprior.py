@@ -9,11 +9,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ctrlic.codecs.backbones.base import Backbone, check_hyperprior_sections, fp32
+from ctrlic.codecs.backbones.base import GaussianCoder, check_hyperprior_sections, fp32
 from ctrlic.codecs.entropy import bit_map, rans
+from ctrlic.codecs.entropy.scale_table import scale_indexes
 
 
-class MeanScaleCoder(Backbone):
+class MeanScaleCoder(GaussianCoder):
     """Forward, encode and decode of a mean-scale hyperprior with no context model."""
 
     def forward(self, x: Tensor) -> dict:
@@ -36,9 +37,9 @@ class MeanScaleCoder(Backbone):
         bit_map.record_bottleneck("z", self.entropy_bottleneck, z)  # bit-allocation map (no-op unless recording)
         z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string, z.shape[-2:])
         scales, means = self.h_s(z_hat).chunk(2, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales)
+        indexes = scale_indexes(self.gaussian_conditional, scales)
         y_string = rans.compress_gaussian(self.gaussian_conditional, y, indexes, means)
-        bit_map.record_gaussian("y", self.gaussian_conditional, y, indexes, means)
+        bit_map.record_gaussian("y", self.gaussian_conditional, y, indexes, means, scales)
         return [y_string, z_string]
 
     def check_sections(self, sections: list[bytes], height: int, width: int) -> None:
@@ -49,6 +50,6 @@ class MeanScaleCoder(Backbone):
         y_string, z_string = sections
         z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string, (height // 64, width // 64))
         scales, means = self.h_s(z_hat).chunk(2, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales)
+        indexes = scale_indexes(self.gaussian_conditional, scales)
         y_hat = rans.decompress_gaussian(self.gaussian_conditional, y_string, indexes, means)
         return self.g_s(y_hat).clamp_(0, 1)

@@ -85,6 +85,7 @@ class MGCF(Backbone):
     """Lossless codec: ``forward`` gives per-sub-pixel likelihoods, ``encode``/``decode`` real bits."""
 
     lossless = True
+    capabilities = frozenset({"likelihood_rate"})
     pad_multiple = 1  # patches are padded inside; padded pixels are known to both sides and not coded
 
     @property
@@ -154,11 +155,12 @@ class MGCF(Backbone):
             keep = valid[:, rows, cols]
             symbols, p = pixels[:, rows, cols][keep], params[keep]
             for c in range(3):
-                freq = mixture.integer_pmf(mixture.channel_pmf(p, c, symbols[:, :c], self.mixtures), self.precision)
+                pmf = mixture.channel_pmf(p, c, symbols[:, :c], self.mixtures)
+                freq = mixture.integer_pmf(pmf, self.precision)
                 coder.encode(symbols[:, c], freq)
                 # bit-allocation map (no-op unless recording)
                 bit_map.record_patches("x", freq, symbols[:, c], self.precision, keep, rows, cols, self.patch_size,
-                                       (height, width))
+                                       (height, width), pmf=pmf)
             state.write(step, torch.from_numpy(np.where(keep[..., None], pixels[:, rows, cols], -1)))
         return [coder.finish()]
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
 from ctrlic.codecs.backbones.charm import ChannelAutoregressive, slice_transforms, support_channels
-from ctrlic.codecs.backbones.swin import attention_bias, relative_position_index, window_attention, windowed
+from ctrlic.codecs.backbones.swin import RelativeBias, relative_position_index, window_attention, windowed
 
 
 class WindowAttention(nn.Module):
@@ -33,12 +33,16 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self._relative = RelativeBias()
 
-    def forward(self, windows: Tensor, mask: Tensor | None) -> Tensor:
+    def _gather(self) -> Tensor:
         n = self.relative_position_index.shape[0]
         relative = self.relative_position_bias_table[self.relative_position_index.flatten()]
-        bias = attention_bias(relative.view(n, n, self.heads).permute(2, 0, 1), mask)
-        return window_attention(windows, self.qkv, self.proj, self.heads, bias)
+        return relative.view(n, n, self.heads).permute(2, 0, 1)
+
+    def forward(self, windows: Tensor, mask: Tensor | None) -> Tensor:
+        bias = self._relative.get(self.relative_position_bias_table, self._gather)
+        return window_attention(windows, self.qkv, self.proj, self.heads, bias, mask)
 
 
 class Mlp(nn.Module):
@@ -140,6 +144,7 @@ class SymmetricalTransFormer(ChannelAutoregressive):
     """
 
     pad_multiple = 64
+    capabilities = ChannelAutoregressive.capabilities | {"swin_prompts"}
 
     def __init__(self, embed_dim: int = 48, depths: Sequence[int] = (2, 2, 6, 2),
                  num_heads: Sequence[int] = (3, 6, 12, 24), window_size: int = 4, num_slices: int = 12,
@@ -193,10 +198,12 @@ class SymmetricalTransFormer(ChannelAutoregressive):
             conv3x3(Z + 2 * e, Z + 3 * e), nn.GELU(), subpel_conv3x3(Z + 3 * e, M, 2), nn.GELU(), conv3x3(M, M))
 
     def analysis(self, x: Tensor) -> Tensor:
+        """y in (N, C, H, W), contiguous as the authors' (``.permute(0, 3, 1, 2).contiguous()``), so the
+        training noise, drawn with y's memory layout, lands on the same elements for the same seed."""
         x = self.patch_embed(x)
         for layer in self.layers:
             x = layer(x)
-        return x.permute(0, 3, 1, 2)
+        return x.permute(0, 3, 1, 2).contiguous()
 
     def synthesis(self, y_hat: Tensor) -> Tensor:
         x = y_hat.permute(0, 2, 3, 1)

@@ -9,6 +9,8 @@ size works; on sizes that the windows tile exactly the result is the unpadded co
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 
 import torch
@@ -37,11 +39,13 @@ def window_reverse(windows: Tensor, window: int, height: int, width: int) -> Ten
     return x.reshape(b, height, width, c)
 
 
+@functools.lru_cache(maxsize=8)
 def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> Tensor:
     """(nW, w², w²) bool, True where two positions of a window came from different image regions.
 
     After the cyclic roll by −shift, the last window row and column hold pixels from the opposite
-    border; they must not attend to each other (Swin §3.2, "efficient batch computation").
+    border; they must not attend to each other (Swin §3.2, "efficient batch computation"). Every
+    shifted block of a stage asks for the same one, so the last few are kept; never modify it.
     """
     labels = region_labels(height, width, window, shift, device)
     return labels[:, :, None] != labels[:, None, :]
@@ -66,35 +70,87 @@ def attention_bias(relative: Tensor, mask: Tensor | None) -> Tensor:
     return relative[None].masked_fill(mask[:, None], float("-inf"))
 
 
-def window_attention(windows: Tensor, qkv: nn.Linear, proj: nn.Linear, heads: int, bias: Tensor) -> Tensor:
+class RelativeBias:
+    """The (heads, N, N) relative-position bias of one attention module, gathered from its table once
+    per change of the table rather than at every call; rebuilt at every call while gradients flow
+    into the table (training), so that it stays in the graph."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._bias: Tensor | None = None
+
+    def get(self, table: Tensor, build: Callable[[], Tensor]) -> Tensor:
+        if torch.is_grad_enabled() and table.requires_grad:
+            return build()
+        key = (table.data_ptr(), table._version, table.dtype, table.device)
+        if key != self._key:
+            self._key, self._bias = key, build()
+        return self._bias
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, mask: Tensor | None = None) -> Tensor:
+    """softmax(q·kᵀ/√d + bias)·v over (…, N, d), −inf where ``mask`` (nW, N, N) is True.
+
+    On the CPU the scale is split as √(d^−½) on q and on k and the bias added in place: bit for bit
+    PyTorch's math ``scaled_dot_product_attention``, which CPU coding would run, without its guard
+    for fully masked rows (a third of the attention time; no row here is fully masked, every
+    position sees itself) and without materialising the (nW, heads, N, N) masked bias.
+    Elsewhere the fused kernel runs.
+    """
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(bias, mask).to(q.dtype))
+    root = math.sqrt(1.0 / math.sqrt(q.shape[-1]))  # ATen's sqrt of the scale, in double
+    scores = (q * root) @ (k * root).transpose(-2, -1)
+    scores += bias.to(q.dtype)
+    if mask is not None:
+        scores.masked_fill_(mask[:, None], float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+def window_attention(windows: Tensor, qkv: nn.Linear, proj: nn.Linear, heads: int, bias: Tensor,
+                     mask: Tensor | None = None) -> Tensor:
     """Multi-head self-attention inside each window; ``qkv`` packs (3, heads, head_dim) on its output.
 
-    ``bias`` broadcasts to (B, nW, heads, N, N); scaling is head_dim^−½ as in both papers.
+    ``bias`` broadcasts to (B, nW, heads, N, N), ``mask`` (nW, N, N) marks pairs that may not attend;
+    scaling is head_dim^−½ as in both papers.
     """
     b, nw, n, c = windows.shape
     q, k, v = qkv(windows).view(b, nw, n, 3, heads, c // heads).permute(3, 0, 1, 4, 2, 5).unbind(0)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+    out = attend(q, k, v, bias, mask)
     return proj(out.transpose(2, 3).reshape(b, nw, n, c))
+
+
+@functools.lru_cache(maxsize=32)
+def window_order(height: int, width: int, window: int, shift: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Flat positions of a (height, width) map in window order after the cyclic roll by −shift, and the
+    inverse permutation: ``window_partition(roll(x))`` is one ``index_select`` instead of two copies."""
+    grid = torch.arange(height * width, device=device).view(1, height, width, 1)
+    if shift:
+        grid = torch.roll(grid, (-shift, -shift), (1, 2))
+    order = window_partition(grid, window).flatten()
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=device)
+    return order, inverse
 
 
 def windowed(x: Tensor, window: int, shift: int, attend: Callable[[Tensor, Tensor | None], Tensor]) -> Tensor:
     """Apply ``attend(windows, mask)`` to the (cyclically shifted) windows of ``x`` (B, H, W, C).
 
     ``x`` is zero-padded at the bottom/right to window multiples first and cropped afterwards;
-    ``mask`` is None for plain windows and :func:`shifted_window_mask` for shifted ones.
+    ``mask`` is None for plain windows and :func:`shifted_window_mask` for shifted ones. Rolling and
+    partitioning (and their inverses) are one gather each.
     """
-    _, h, w, _ = x.shape
+    b, h, w, c = x.shape
     pad_h, pad_w = -h % window, -w % window
-    x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     hp, wp = h + pad_h, w + pad_w
-    mask = None
-    if shift:
-        x = torch.roll(x, (-shift, -shift), (1, 2))
-        mask = shifted_window_mask(hp, wp, window, shift, x.device)
-    out = window_reverse(attend(window_partition(x, window), mask), window, hp, wp)
-    if shift:
-        out = torch.roll(out, (shift, shift), (1, 2))
-    return out[:, :h, :w]
+    order, inverse = window_order(hp, wp, window, shift, x.device)
+    mask = shifted_window_mask(hp, wp, window, shift, x.device) if shift else None
+    windows = x.reshape(b, hp * wp, c).index_select(1, order).view(b, -1, window * window, c)
+    out = attend(windows, mask)
+    out = out.reshape(b, hp * wp, -1).index_select(1, inverse).view(b, hp, wp, -1)
+    return out[:, :h, :w] if pad_h or pad_w else out
 
 
 def prompt_windows(prompt: Tensor, window: int, shift: int, down: int) -> Tensor:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
 from ctrlic.codecs.backbones.charm import ChannelAutoregressive, slice_transforms, support_channels
-from ctrlic.codecs.backbones.swin import attention_bias, relative_position_index, window_attention, windowed
+from ctrlic.codecs.backbones.swin import RelativeBias, relative_position_index, window_attention, windowed
 
 
 class WMSA(nn.Module):
@@ -43,10 +43,12 @@ class WMSA(nn.Module):
         self.linear = nn.Linear(dim, dim)
         self.register_buffer("index", relative_position_index(window), persistent=False)
         nn.init.trunc_normal_(self.relative_position_params, std=0.02)
+        self._relative = RelativeBias()
 
     def _attend(self, windows: Tensor, mask: Tensor | None) -> Tensor:
-        bias = attention_bias(self.relative_position_params.flatten(1)[:, self.index], mask)
-        return window_attention(windows, self.embedding_layer, self.linear, self.heads, bias)
+        table = self.relative_position_params
+        bias = self._relative.get(table, lambda: table.flatten(1)[:, self.index])
+        return window_attention(windows, self.embedding_layer, self.linear, self.heads, bias, mask)
 
     def forward(self, x: Tensor) -> Tensor:
         return windowed(x, self.window, self.shift, self._attend)

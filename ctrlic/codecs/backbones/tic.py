@@ -140,6 +140,7 @@ class TIC(WavefrontCoder):
     """
 
     pad_multiple = 64
+    capabilities = WavefrontCoder.capabilities | {"swin_prompts"}
     parameter_modules = ("h_s0", "h_s1", "h_s2", "h_s3", "h_s4", "context_prediction", "entropy_parameters",
                          "gaussian_conditional")
 
@@ -234,6 +235,7 @@ class TICHyperprior(MeanScaleCoder):
     """
 
     pad_multiple = 64
+    capabilities = MeanScaleCoder.capabilities | {"swin_prompts"}
 
     def __init__(self, N: int = 128, M: int = 192, depths: Sequence[int] = (2, 4, 6, 2, 2, 2),
                  num_heads: Sequence[int] = (8, 8, 8, 16, 16, 16), window_size: int = 8, mlp_ratio: float = 2.0,

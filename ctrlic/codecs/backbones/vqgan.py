@@ -182,6 +182,8 @@ class VQGAN(Backbone):
     """Three-grain VQGAN codec. ``ratios`` = (fine, medium, coarse) areas and ``router`` (the mask rule),
     both set by the granularity scheme. The masks are coded, so decoding does not depend on the router."""
 
+    capabilities = frozenset({"grain_masks"})
+
     def __init__(self, ch: int = 128, ch_mult: Sequence[int] = (1, 2, 2, 4, 4), num_res_blocks: int = 2,
                  attn_resolutions: Sequence[int] = (32,), resolution: int = 256, z_channels: int = 4,
                  embed_dim: int = 4, n_embed: int = 1024, num_groups: int = 32, mid_attn: bool = True,

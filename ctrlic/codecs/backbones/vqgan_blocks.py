@@ -3,6 +3,7 @@ and MoVQ's spatially-conditioned normalisation. Parameter names follow the Contr
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -12,7 +13,11 @@ def group_norm(channels: int, groups: int) -> nn.GroupNorm:
 
 
 class SpatialNorm(nn.Module):
-    """MoVQ: ``GN(f)·conv_y(zq) + conv_b(zq)``, zq = the quantized code resized (nearest) to f."""
+    """MoVQ: ``GN(f)·conv_y(zq) + conv_b(zq)``, zq = the quantized code resized (nearest) to f.
+
+    Where f is an integer multiple s of zq's size, the 1×1 convolutions run on zq itself and broadcast
+    over s×s blocks: a 1×1 convolution commutes with nearest upsampling, value for value.
+    """
 
     def __init__(self, channels: int, zq_channels: int, groups: int) -> None:
         super().__init__()
@@ -21,8 +26,18 @@ class SpatialNorm(nn.Module):
         self.conv_b = nn.Conv2d(zq_channels, channels, 1)
 
     def forward(self, f: Tensor, zq: Tensor) -> Tensor:
-        zq = F.interpolate(zq, size=f.shape[-2:], mode="nearest")
-        return self.norm_layer(f) * self.conv_y(zq) + self.conv_b(zq)
+        (b, c, fh, fw), (zh, zw) = f.shape, zq.shape[-2:]
+        s = fh // zh
+        if s < 1 or fh != s * zh or fw != s * zw:
+            zq = F.interpolate(zq, size=(fh, fw), mode="nearest")
+            return self.norm_layer(f) * self.conv_y(zq) + self.conv_b(zq)
+        norm = self.norm_layer(f)
+        y, shift = (conv(zq)[:, :, :, None, :, None] for conv in (self.conv_y, self.conv_b))
+        out = torch.empty_like(norm)  # in norm's memory format, which later kernels take their path from
+        blocks = out.view(b, c, zh, s, zw, s)
+        torch.mul(norm.view(b, c, zh, s, zw, s), y, out=blocks)
+        blocks += shift
+        return out
 
 
 def make_norm(channels: int, groups: int, zq_channels: int | None) -> nn.Module:

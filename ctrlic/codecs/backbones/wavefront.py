@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ctrlic.codecs.backbones.base import Backbone, check_hyperprior_sections, fp32
+from ctrlic.codecs.backbones.base import GaussianCoder, check_hyperprior_sections, fp32
 from ctrlic.codecs.entropy import bit_map, rans
 from ctrlic.codecs.entropy.robust import coding_tensor, parameter_space
+from ctrlic.codecs.entropy.scale_table import scale_indexes
 
 KERNEL = 5
 PAD = KERNEL // 2
@@ -30,7 +31,7 @@ def wavefronts(height: int, width: int):
         yield h, t - 3 * h
 
 
-class WavefrontCoder(Backbone):
+class WavefrontCoder(GaussianCoder):
     """Forward, encode and decode of a joint autoregressive + hyperprior model (see the module docstring)."""
 
     def _hyper(self, z_hat: Tensor) -> Tensor:
@@ -71,20 +72,21 @@ class WavefrontCoder(Backbone):
             return self._encode_y(coding_tensor(self, y[0]), self._hyper(coding_tensor(self, z_hat))) + [z_string]
 
     def _encode_y(self, y: Tensor, params: Tensor) -> list[bytes]:
-        """Code y wavefront by wavefront (on the entropy-parameter device and dtype)."""
+        """Code y wavefront by wavefront (on the entropy-parameter device and dtype), quantizing and
+        dequantizing through the Gaussian conditional (so a QVRF regulator applies)."""
         height, width = y.shape[-2:]
         y_hat = F.pad(torch.zeros_like(y), (PAD, PAD, PAD, PAD))
         ctx = self._context_operator()
+        gc = self.gaussian_conditional
         symbols, indexes = [], []
         for rows, cols in wavefronts(height, width):
             scales, means = self._gaussian_params(y_hat, params, rows, cols, ctx)
-            y_q = torch.round(y[:, rows, cols] - means)
-            y_hat[:, rows + PAD, cols + PAD] = y_q + means
-            symbols.append(y_q)
-            indexes.append(self.gaussian_conditional.build_indexes(scales))
-            bit_map.record_rans("y", self.gaussian_conditional, y_q.int().flatten(), indexes[-1].flatten(),
-                                (rows, cols), (height, width))
-        return [rans.encode(symbols, indexes, rans.tables_of(self.gaussian_conditional), "y")]
+            y_q = gc.quantize(y[:, rows, cols], "symbols", means)
+            y_hat[:, rows + PAD, cols + PAD] = gc.dequantize(y_q, means)
+            symbols.append(y_q.flatten())
+            indexes.append(scale_indexes(gc, scales).flatten())
+            bit_map.record_rans("y", gc, symbols[-1], indexes[-1], (rows, cols), (height, width), scales=scales)
+        return [rans.encode(symbols, indexes, rans.tables_of(gc), "y")]
 
     def check_sections(self, sections: list[bytes], height: int, width: int) -> None:
         check_hyperprior_sections(sections, height, width, self.M, self.entropy_bottleneck.channels)
@@ -106,8 +108,8 @@ class WavefrontCoder(Backbone):
         decoder = rans.StreamDecoder(y_string, self.M * y_h * y_w, "y")
         for rows, cols in wavefronts(y_h, y_w):
             scales, means = self._gaussian_params(y_hat, params, rows, cols, ctx)
-            values = decoder.decode(gc.build_indexes(scales).flatten().tolist(), *tables)
-            y_q = torch.tensor(values, dtype=means.dtype, device=means.device).reshape(means.shape)
-            y_hat[:, rows + PAD, cols + PAD] = y_q + means
+            values = decoder.decode(scale_indexes(gc, scales).flatten().tolist(), *tables)
+            y_q = torch.tensor(values, dtype=torch.int32, device=means.device).reshape(means.shape)
+            y_hat[:, rows + PAD, cols + PAD] = gc.dequantize(y_q, means)
         decoder.check_end()
         return y_hat[None, :, PAD:-PAD, PAD:-PAD]

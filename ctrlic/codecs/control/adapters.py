@@ -52,6 +52,14 @@ def _plain_conv(template: nn.Conv2d, weight: Tensor, bias: Tensor) -> nn.Conv2d:
     return conv
 
 
+def skip_branch(scale: float) -> bool:
+    """A branch scaled by 0 adds nothing: skip it when no gradient is taken (coding, evaluation at α = 0).
+
+    While training it still runs, so its parameters get (zero) gradients and DDP sees every parameter used.
+    """
+    return scale == 0 and not torch.is_grad_enabled()
+
+
 class AdaptedLayer(nn.Module):
     """A frozen layer plus ``scale ·`` a trainable low-rank branch."""
 
@@ -70,7 +78,10 @@ class AdaptedLayer(nn.Module):
         return branch(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return getattr(self, self.wrapped)(x) + self.scale * self.branch_output(getattr(self, self.branch), x)
+        out = getattr(self, self.wrapped)(x)
+        if skip_branch(self.scale):
+            return out
+        return out + self.scale * self.branch_output(getattr(self, self.branch), x)
 
     def adapter_parameters(self) -> list[nn.Parameter]:
         """The parameters of the adapter branch only."""
@@ -213,7 +224,10 @@ class StackedAdapter(AdaptedLayer):
         return getattr(self, self.inner_name)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.inner(x) + self.scale * self.kind.branch_output(getattr(self, self.branch), x)
+        out = self.inner(x)
+        if skip_branch(self.scale):
+            return out
+        return out + self.scale * self.kind.branch_output(getattr(self, self.branch), x)
 
     @torch.no_grad()
     def merge(self) -> nn.Module:

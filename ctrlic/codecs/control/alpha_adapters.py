@@ -10,27 +10,10 @@ whole module name as listed by ``backbone.named_modules()`` (``re.fullmatch``), 
 * ``conv``: ``nn.Conv2d`` layers, wrapped by :class:`ConvAdapter`;
 * ``subpel``: CompressAI ``subpel_conv3x3`` Sequentials, wrapped by :class:`SubpelConvAdapter`.
 
-The presets below reproduce CALICE's released configs (``cheng_8_1_all``, ``stf_8_8_all``,
-``tcm_8_1_all``) module for module; each is a dict of constructor keywords, i.e. of ``control:``
-config keys. As YAML (single quotes keep each backslash literal)::
-
-    # Cheng2020-attn (N=192): 50 conv/sub-pixel adapters, 145,840 parameters
-    rank: 8
-    multiplier: 1.0
-    conv: ['g_[as]\.\d+\.conv[12]', 'g_s\.\d+\.conv', 'g_[as]\.\d+\.conv_[ab]\.[0-2]\.conv\.2']
-    subpel: ['g_s\.\d+\.subpel_conv']
-
-    # STF: 48 LoRA, 353,280 parameters
-    rank: 8
-    multiplier: 8.0
-    lora: ['(layers|syn_layers)\.\d+\.blocks\.\d+\.mlp\.fc[12]']
-
-    # TCM (N=64): 24 LoRA + 60 conv/sub-pixel adapters, 164,352 parameters
-    rank: 8
-    multiplier: 1.0
-    lora: ['g_[as]\.\d+\.trans_block\.mlp\.[02]']
-    conv: ['g_[as]\.\d+\.conv1_[12]', 'g_[as]\.\d+\.conv_block\.conv[12]', 'g_a\.\d+\.conv[12]', 'g_s\.\d+\.conv']
-    subpel: ['g_s\.\d+\.subpel_conv']
+The presets ``conf/control/alpha_adapters_{cheng,stf,tcm}.yaml`` reproduce CALICE's released configs
+(``cheng_8_1_all``: 50 adapters, 145,840 parameters at N=192; ``stf_8_8_all``: 48 LoRA, 353,280;
+``tcm_8_1_all``: 84 adapters, 164,352 at N=64) module for module; they are the one copy of these
+patterns (``tests/test_alpha_adapters.py`` checks them against CALICE's checkpoint manifests).
 """
 
 from __future__ import annotations
@@ -44,36 +27,14 @@ from torch import nn
 
 from ctrlic.codecs.control.adapters import AdaptedLayer, ConvAdapter, LoRALinear, SubpelConvAdapter
 from ctrlic.codecs.control.base import ControlScheme, Knob
+from ctrlic.errors import UserError
 
 #: α values of CALICE's RD evaluation (``eval_continuous.py``), lowest rate first
 SWEEP = (1.0, 0.9, 0.8, 0.6, 0.45, 0.35, 0.25, 0.15, 0.05, 0.0)
 
-#: Cheng2020-attn: ResidualBlock / ResidualBlockWithStride conv1, conv2; ResidualBlockUpsample conv
-#: and subpel_conv; the 3×3 conv (``conv.2``) of every ResidualUnit in the AttentionBlocks' conv_a
-#: and conv_b. g_a and g_s only.
-CHENG2020_ATTN = {
-    "rank": 8,
-    "multiplier": 1.0,
-    "conv": [r"g_[as]\.\d+\.conv[12]", r"g_s\.\d+\.conv", r"g_[as]\.\d+\.conv_[ab]\.[0-2]\.conv\.2"],
-    "subpel": [r"g_s\.\d+\.subpel_conv"],
-}
-#: STF: fc1 and fc2 of every Swin block's MLP, encoder (``layers``) and decoder (``syn_layers``).
-STF = {
-    "rank": 8,
-    "multiplier": 8.0,
-    "lora": [r"(layers|syn_layers)\.\d+\.blocks\.\d+\.mlp\.fc[12]"],
-}
-#: TCM: LoRA on the Swin MLP linears of every ConvTransBlock; conv adapters on its 1×1 conv1_1 and
-#: conv1_2 and its ResidualBlock's conv1/conv2, on ResidualBlockWithStride conv1/conv2 (g_a) and
-#: ResidualBlockUpsample conv (g_s); sub-pixel adapters on ResidualBlockUpsample subpel_conv.
-TCM = {
-    "rank": 8,
-    "multiplier": 1.0,
-    "lora": [r"g_[as]\.\d+\.trans_block\.mlp\.[02]"],
-    "conv": [r"g_[as]\.\d+\.conv1_[12]", r"g_[as]\.\d+\.conv_block\.conv[12]", r"g_a\.\d+\.conv[12]",
-             r"g_s\.\d+\.conv"],
-    "subpel": [r"g_s\.\d+\.subpel_conv"],
-}
+
+class AlphaAdaptersError(UserError):
+    """Adapter patterns that cannot work (invalid, matching nothing or the wrong layer type, none at all)."""
 
 
 def _is_subpel(module: nn.Module) -> bool:
@@ -95,8 +56,8 @@ def _compile(kind: str, patterns: Sequence[str]) -> list[re.Pattern]:
         try:
             compiled.append(re.compile(pattern))
         except re.error as err:
-            raise ValueError(f"alpha_adapters: {kind} pattern '{pattern}' is not a valid regular "
-                             f"expression ({err})") from None
+            raise AlphaAdaptersError(f"alpha_adapters: {kind} pattern '{pattern}' is not a valid regular "
+                                     f"expression ({err})") from None
     return compiled
 
 
@@ -109,14 +70,15 @@ class AlphaAdapters(ControlScheme):
     of the RD sweep.
     """
 
+    #: α interpolates between λs: the backbone must be a lossy codec trained on λ·D + R
+    requires = frozenset({"rate_distortion"})
+
     def __init__(self, rank: int = 8, multiplier: float = 1.0, lora: Sequence[str] = (),
                  conv: Sequence[str] = (), subpel: Sequence[str] = (), sweep: Sequence[float] = SWEEP) -> None:
         self.rank = int(rank)
         self.multiplier = float(multiplier)
         self.patterns = {kind: _compile(kind, pats) for kind, pats in
                          (("lora", lora), ("conv", conv), ("subpel", subpel))}
-        if not any(self.patterns.values()):
-            raise ValueError("alpha_adapters: no lora, conv or subpel patterns given; nothing to adapt")
         self.knobs = (Knob("alpha", 0.0, 1.0, default=0.0, sweep=tuple(float(a) for a in sweep),
                            rate_increases=False),)
         self.alpha = 0.0
@@ -134,22 +96,22 @@ class AlphaAdapters(ControlScheme):
                     typed = [n for n, m in modules.items() if n and accepts(m)]
                     near = difflib.get_close_matches(pattern.pattern, typed or list(modules)[1:], n=4, cutoff=0.0)
                     have = f"{expected} modules include" if typed else f"it has no {expected}; names look like"
-                    raise ValueError(f"alpha_adapters: {kind} pattern '{pattern.pattern}' matches no module "
-                                     f"of {type(backbone).__name__} (full match on module names); "
-                                     f"{have}: {', '.join(near)}")
+                    raise AlphaAdaptersError(f"alpha_adapters: {kind} pattern '{pattern.pattern}' matches no module "
+                                             f"of {type(backbone).__name__} (full match on module names); "
+                                             f"{have}: {', '.join(near)}")
                 for name in names:
                     if not (accepts(modules[name]) or type(modules[name]) is KINDS[kind][0]):
-                        raise ValueError(f"alpha_adapters: {kind} pattern '{pattern.pattern}' matches "
-                                         f"{name!r}, a {type(modules[name]).__name__}; {kind} adapters "
-                                         f"wrap {expected}")
+                        raise AlphaAdaptersError(f"alpha_adapters: {kind} pattern '{pattern.pattern}' matches "
+                                                 f"{name!r}, a {type(modules[name]).__name__}; {kind} adapters "
+                                                 f"wrap {expected}")
                     if found.get(name, kind) != kind:
-                        raise ValueError(f"alpha_adapters: {name!r} is matched by both {found[name]} and "
-                                         f"{kind} patterns")
+                        raise AlphaAdaptersError(f"alpha_adapters: {name!r} is matched by both {found[name]} and "
+                                                 f"{kind} patterns")
                     found[name] = kind
         for name in found:
             outer = [o for o in found if name.startswith(o + ".")]
             if outer:
-                raise ValueError(f"alpha_adapters: {name!r} lies inside {outer[0]!r}, which is adapted too")
+                raise AlphaAdaptersError(f"alpha_adapters: {name!r} lies inside {outer[0]!r}, which is adapted too")
         return found
 
     def attach(self, backbone: nn.Module) -> None:
@@ -159,6 +121,9 @@ class AlphaAdapters(ControlScheme):
         ``build.merge_adapted``) is taken over as it is.
         """
         super().attach(backbone)
+        if not any(self.patterns.values()):
+            raise AlphaAdaptersError("alpha_adapters: no lora, conv or subpel patterns given; nothing to adapt "
+                                     "(use a preset such as control=alpha_adapters_stf)")
         scale = self.alpha * self.multiplier
         for name, kind in self._matches(backbone).items():
             parent_name, _, child = name.rpartition(".")

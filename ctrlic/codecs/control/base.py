@@ -8,11 +8,16 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from ctrlic.codecs.backbones.base import CAPABILITIES
 from ctrlic.errors import UserError
 
 
 class KnobError(UserError):
     """A knob value the codec cannot take (unknown name, out of range)."""
+
+
+class SchemeFitError(UserError):
+    """A control scheme asked for on a backbone that lacks what the scheme needs (a declared capability)."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,19 @@ class ControlScheme:
     knobs: tuple[Knob, ...] = ()
     #: the backbone this scheme is attached to (set by ``attach``; every other method acts on it)
     backbone: nn.Module | None = None
+    #: the backbone capabilities (``backbones.base.CAPABILITIES``) this scheme needs
+    requires: frozenset[str] = frozenset()
 
     def attach(self, backbone: nn.Module) -> None:
-        """Modify ``backbone`` in place and keep it; subclasses call this first, then add their modules."""
+        """Modify ``backbone`` in place and keep it; subclasses call this first, then add their modules.
+
+        Raises SchemeFitError when the backbone does not declare a capability the scheme requires.
+        """
+        missing = sorted(self.requires - getattr(backbone, "capabilities", frozenset()))
+        if missing:
+            need = "; ".join(CAPABILITIES[name] for name in missing)
+            raise SchemeFitError(f"control {type(self).__name__} does not fit backbone {type(backbone).__name__}: "
+                                 f"it needs {need}, which {type(backbone).__name__} does not have")
         self.backbone = backbone
 
     def apply(self, values: Mapping[str, float]) -> None:

@@ -29,6 +29,8 @@ class BetaAdapters(ControlScheme):
     sweep (one curve per β). The β set sits on every α-adapted layer.
     """
 
+    requires = AlphaAdapters.requires
+
     def __init__(self, alpha: AlphaAdapters | Mapping, rank: int = 8, multiplier: float = 8.0,
                  sweep: Sequence[float] = SWEEP) -> None:
         self.alpha_set = alpha if isinstance(alpha, AlphaAdapters) else AlphaAdapters(**alpha)

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from torch import nn
 
 from ctrlic.codecs.backbones.grain_masks import GRAINS, GrainRatioError, check_ratios, check_router
-from ctrlic.codecs.backbones.vqgan import VQGAN
 from ctrlic.codecs.control.base import ControlScheme, Knob, KnobError, RatePath
 
 
@@ -49,6 +48,8 @@ class Granularity(ControlScheme):
     the mask rule the backbone uses: "official" (the authors') or "exact" (exact area fractions).
     """
 
+    requires = frozenset({"grain_masks"})
+
     def __init__(self, query_table: Sequence[Sequence[float]], default: Sequence[float] = (0.5, 0.4, 0.1),
                  mean_code_length: float | None = None, router: str = "official") -> None:
         self.table = [knob_ratios(row) for row in query_table]
@@ -62,9 +63,6 @@ class Granularity(ControlScheme):
         )
 
     def attach(self, backbone: nn.Module) -> None:
-        if not isinstance(backbone, VQGAN):
-            raise KnobError(f"the granularity control scheme needs a backbone with grain masks (vqgan); "
-                            f"got {type(backbone).__name__}")
         super().attach(backbone)
         backbone.router = self.router
 

@@ -57,6 +57,9 @@ def _log2_bin(upper: Tensor, lower: Tensor) -> Tensor:
 class InstanceLoRA(ControlScheme):
     """Knob ``steps`` (T): adaptation steps at encode time; 0 codes with the pretrained weights."""
 
+    #: fitting lowers the rate the training forward estimates
+    requires = frozenset({"likelihood_rate"})
+
     def __init__(self, lora: Sequence[Mapping] = (), tucker: Sequence[Mapping] = (), steps: int = 50,
                  max_steps: int = 500, sweep: Sequence[int] = (0, 10, 50), lr: float = 1e-2,
                  rpft: bool = True, b: float = 0.2, d: float = 0.1, e: float = 1.0, w: float = 0.05,

@@ -141,6 +141,9 @@ class LayerPrompts(ControlScheme):
     max-pooling factor.
     """
 
+    #: one prompt set per λ on a λ₀ codec, prompting STF-style Swin blocks
+    requires = frozenset({"rate_distortion", "swin_prompts"})
+
     def __init__(self, lambdas: Sequence[float], anchor_lambda: float,
                  encoder_stages: Mapping[str, int], decoder_stages: Mapping[str, int],
                  encoder_input: str = "g_a0", decoder_input: str = "g_s0", decoder_channels_last: bool = False,

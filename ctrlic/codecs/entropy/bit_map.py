@@ -5,11 +5,17 @@ coder (symbols, CDF indexes, tables, Huffman code lengths). Each hook turns that
 length of every symbol — −log₂ p under the coder's own quantized tables, escapes included — and adds
 it at the symbol's position. Outside a :func:`recording` block the hooks return at once, so coding is
 unchanged; the recorder lives in a context variable, not on the backbone (copies of a model record too).
+
+Where a hook also gets the model's own probabilities (the Gaussian scales, the bottleneck's density, a
+lossless model's float pmfs), the recorder sums per stream the ideal code lengths under them too
+(``ideals``): ``exact`` under the exact probabilities, ``table`` under the Gaussian whose scale is the
+scale-table entry the coder picked. The coder's own tables give ``stream_bits``; the file gives the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 
@@ -35,6 +41,13 @@ class BitRecorder:
         self.streams: dict[str, np.ndarray] = {}
         self.overlays: dict[str, list[np.ndarray]] = {}
         self.notes: dict[str, float] = {}
+        #: per stream, ideal bits under the model's probabilities: {"exact": …, "table": …}
+        self.ideals: dict[str, dict[str, float]] = {}
+
+    def add_ideals(self, stream: str, **bits: float) -> None:
+        totals = self.ideals.setdefault(stream, {})
+        for kind, value in bits.items():
+            totals[kind] = totals.get(kind, 0.0) + float(value)
 
     def grid(self, stream: str, shape: Sequence[int]) -> np.ndarray:
         """The (h, w) float64 accumulator of ``stream`` (created on first use)."""
@@ -107,6 +120,26 @@ def rans_bits(symbols: Tensor, indexes: Tensor, cdf: Tensor, cdf_length: Tensor,
     return (bits + escape.double() * BYPASS_PRECISION * bypass.double()).reshape(symbols.shape)
 
 
+def gaussian_bits(symbols: Tensor, scales: Tensor) -> Tensor:
+    """−log₂ P(symbol) (float64) under a zero-mean Gaussian of these scales integrated over each integer's bin."""
+    v = symbols.double().abs()
+    s = scales.double()
+
+    def cdf(t: Tensor) -> Tensor:
+        return 0.5 * torch.erfc(-t / math.sqrt(2))
+
+    return -torch.log2((cdf((0.5 - v) / s) - cdf((-0.5 - v) / s)).clamp_min(1e-300))
+
+
+def gaussian_ideals(conditional, symbols: Tensor, indexes: Tensor, scales: Tensor) -> dict[str, float]:
+    """Ideal bits of symbols coded by a ``GaussianConditional``: under the exact (lower-bounded) scales and
+    under the scale-table entries the coder picked (``indexes``)."""
+    exact = conditional.lower_bound_scale(scales.detach()).reshape(-1)
+    table = conditional.scale_table.double().cpu()[indexes.reshape(-1).long().cpu()]
+    flat = symbols.reshape(-1).cpu()
+    return {"exact": float(gaussian_bits(flat, exact.cpu()).sum()), "table": float(gaussian_bits(flat, table).sum())}
+
+
 def _tables(model) -> tuple[Tensor, Tensor, Tensor]:
     """The quantized CDF tables a CompressAI entropy model codes with."""
     return model._quantized_cdf, model._cdf_length, model._offset
@@ -116,13 +149,17 @@ def _tables(model) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def record_rans(stream: str, model, symbols: Tensor, indexes: Tensor,
-                at: tuple[Tensor, Tensor] | None = None, grid: Sequence[int] | None = None) -> None:
+                at: tuple[Tensor, Tensor] | None = None, grid: Sequence[int] | None = None,
+                scales: Tensor | None = None) -> None:
     """Symbols coded with ``model``'s tables: (1, C, h, w) on an h×w grid, or C×P (flat or not) at
-    positions ``at`` = (rows, cols) of ``grid``."""
+    positions ``at`` = (rows, cols) of ``grid``. ``scales`` (a ``GaussianConditional``'s, one per symbol)
+    adds the stream's ideal bits under the exact and the table scales."""
     recorder = _ACTIVE.get()
     if recorder is None:
         return
     bits = rans_bits(symbols, indexes, *_tables(model))
+    if scales is not None:
+        recorder.add_ideals(stream, **gaussian_ideals(model, symbols, indexes, scales))
     if at is None:
         recorder.grid(stream, bits.shape[-2:])[...] += bits.reshape(-1, *bits.shape[-2:]).sum(0).numpy()
         return
@@ -137,13 +174,20 @@ def record_bottleneck(stream: str, bottleneck, z: Tensor) -> None:
     medians = bottleneck._get_medians().detach().reshape(1, -1, 1, 1)
     symbols = bottleneck.quantize(z, "symbols", medians)
     record_rans(stream, bottleneck, symbols, bottleneck._build_indexes(z.size()))
+    values = (symbols.to(medians.dtype) + medians).permute(1, 0, 2, 3).reshape(z.shape[1], 1, -1)
+    _, lower, upper = bottleneck._likelihood(values)
+    sign = -torch.sign(lower + upper).double()
+    p = (torch.sigmoid(sign * upper.double()) - torch.sigmoid(sign * lower.double())).abs()
+    bits = float(-torch.log2(p.clamp_min(1e-300)).sum())
+    _ACTIVE.get().add_ideals(stream, exact=bits, table=bits)  # one density per channel: no scale table
 
 
-def record_gaussian(stream: str, conditional, y: Tensor, indexes: Tensor, means: Tensor | None = None) -> None:
+def record_gaussian(stream: str, conditional, y: Tensor, indexes: Tensor, means: Tensor | None = None,
+                    scales: Tensor | None = None) -> None:
     """What ``GaussianConditional.compress(y, indexes, means)`` codes."""
     if _ACTIVE.get() is None:
         return
-    record_rans(stream, conditional, conditional.quantize(y, "symbols", means), indexes)
+    record_rans(stream, conditional, conditional.quantize(y, "symbols", means), indexes, scales=scales)
 
 
 def record_cells(stream: str, bits: np.ndarray, mask: np.ndarray) -> None:
@@ -166,13 +210,17 @@ def record_spread(stream: str, bits: float, cells: np.ndarray) -> None:
 
 
 def record_patches(stream: str, freq: np.ndarray, symbols: np.ndarray, precision: int, keep: np.ndarray,
-                   rows: Tensor, cols: Tensor, patch: int, size: Sequence[int]) -> None:
+                   rows: Tensor, cols: Tensor, patch: int, size: Sequence[int], pmf: np.ndarray | None = None) -> None:
     """Sub-pixels coded under integer tables ``freq`` (M, S) summing to 2**precision, one per true entry
-    of ``keep`` (N patches × G positions (rows, cols) of the step), patches in raster order over ``size``."""
+    of ``keep`` (N patches × G positions (rows, cols) of the step), patches in raster order over ``size``.
+    ``pmf`` (M, S), the model's float probabilities the tables quantize, adds the stream's exact ideal."""
     recorder = _ACTIVE.get()
     if recorder is None:
         return
     bits = precision - np.log2(freq[np.arange(len(symbols)), symbols].astype(np.float64))
+    if pmf is not None:
+        exact = float(-np.log2(np.maximum(pmf[np.arange(len(symbols)), symbols], 1e-300)).sum())
+        recorder.add_ideals(stream, exact=exact, table=exact)
     n, g = np.nonzero(keep)
     per_row = -(-int(size[1]) // patch)
     r = (n // per_row) * patch + np.asarray(rows)[g]

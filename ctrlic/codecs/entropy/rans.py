@@ -49,7 +49,7 @@ def check_symbols(values: Tensor, what: str) -> None:
     if values.is_floating_point() and not bool(torch.isfinite(values).all()):
         raise CodingRangeError(f"the latent {what} holds NaN or infinite values: the model's weights or "
                                "activations overflow; use a model whose training did not diverge")
-    peak = float(values.abs().max())
+    peak = float(values.double().abs().max())  # double: an int32 NaN cast (INT_MIN) has no int32 abs
     if peak > SYMBOL_LIMIT:
         raise CodingRangeError(f"the latent {what} reaches {peak:.3g}, beyond the ±{SYMBOL_LIMIT} the entropy "
                                "coder takes: the model's weights are damaged (far too large)")

@@ -69,9 +69,10 @@ class CachedScan:
                 ("norm1", block.norm1), ("w_a", block.mcg.w_a), ("w_v", block.mcg.w_v), ("proj", block.mcg.proj),
                 ("norm2", block.norm2), ("fc1", block.mlp.fc1), ("fc2", block.mlp.fc2))}
             eps = (block.norm1.eps, block.norm2.eps)
-            cache = torch.zeros(n, dw.in_channels, p + 2 * r, p + 2 * r)
+            cache = torch.zeros(n, (p + 2 * r) ** 2, dw.in_channels)  # channels last: a tap is one row
             self.blocks.append((layers, eps, r, off, dw_w.reshape(dw.weight.shape)[:, 0, u, v], dw_b, cache))
         self.head = _cpu(model.head)
+        self._indexes: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
 
     def group(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         rows, cols = self._groups[step]
@@ -81,21 +82,30 @@ class CachedScan:
         rows, cols = self._groups[step]
         return (rows + r) * (self.p + 2 * r) + (cols + r)
 
+    def _windows(self, step: int, r: int, off: Tensor) -> tuple[Tensor, Tensor]:
+        """Flat cache positions of the step's centres and of their kept taps, (G·T,) in (G, T) order."""
+        key = (step, r)
+        if key not in self._indexes:
+            centre = self._centres(step, r)
+            self._indexes[key] = centre, (centre[:, None] + off[None, :]).flatten()
+        return self._indexes[key]
+
     @torch.no_grad()
     def params(self, step: int) -> Tensor:
         """Mixture parameters (n, G, 10K) of the positions coded at ``step``."""
-        centre = self._centres(step, self.re)
-        win = self.pixels.view(self.n, 3, -1)[:, :, centre[:, None] + self.off_e[None, :]]  # (n, 3, G, T)
+        _, taps = self._windows(step, self.re, self.off_e)
+        g = len(self._groups[step][0])
+        win = self.pixels.view(self.n, 3, -1).index_select(2, taps).view(self.n, 3, g, -1)  # (n, 3, G, T)
         h = F.linear(win.permute(0, 2, 1, 3).flatten(2), self.embed_w, self.embed_b)
         for layers, eps, r, off, dw_w, dw_b, cache in self.blocks:
             dim = h.shape[-1]
             y = F.layer_norm(h, (dim,), *layers["norm1"], eps[0])
             a, v = F.linear(y, *layers["w_a"]), F.linear(y, *layers["w_v"])
-            flat = cache.view(self.n, dim, -1)
-            centre = self._centres(step, r)
-            flat[:, :, centre] = a.transpose(1, 2)
-            win = flat[:, :, centre[:, None] + off[None, :]]  # (n, C, G, T)
-            conv = (win * dw_w[None, :, None, :]).sum(-1) + dw_b[None, :, None]
+            centre, taps = self._windows(step, r, off)
+            cache.index_copy_(1, centre, a)
+            win = cache.index_select(1, taps).view(self.n, g, -1, dim)  # (n, G, T, C)
+            # products summed over the taps laid out last, as a convolution over (n, C, G, T) would
+            conv = (win * dw_w.t()).permute(0, 3, 1, 2).contiguous().sum(-1) + dw_b[None, :, None]
             h = h + F.linear(F.silu(conv.transpose(1, 2)) * v, *layers["proj"])
             y = F.layer_norm(h, (dim,), *layers["norm2"], eps[1])
             h = h + F.linear(F.gelu(F.linear(y, *layers["fc1"])), *layers["fc2"])
@@ -105,5 +115,5 @@ class CachedScan:
         """Store the coded 8-bit pixels (n, G, 3) of ``step``; −1 marks padding (normalized value 0)."""
         values = torch.where(pixels < 0, torch.zeros((), dtype=torch.float32),
                              mixture.normalize(pixels.float()))
-        centre = self._centres(step, self.re)
-        self.pixels.view(self.n, 3, -1)[:, :, centre] = values.permute(0, 2, 1)
+        centre, _ = self._windows(step, self.re, self.off_e)
+        self.pixels.view(self.n, 3, -1).index_copy_(2, centre, values.permute(0, 2, 1))
