@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 from PIL import Image
@@ -14,26 +15,63 @@ from ctrlic.evaluation.results import make_results
 from ctrlic.utils.job_dependency import DependencyError, wait_for_job
 from tests.conftest import run_cli
 
+SCHEMES = ("alpha_adapters", "layer_prompts", "gain_units", "qvrf")
+TINY_STF = 750_807  # parameters of a tiny STF (the anchors' model)
 
-def test_compare_smoke_through_submitit_local_writes_one_plot_and_one_table_of_every_scheme(tmp_path):
-    run_cli("-m", "hydra/launcher=submitit_local", "experiment=compare", "backbone=stf", "debug=smoke",
-            f"hydra.sweep.dir={tmp_path}")
+
+def _curve(job_dir) -> dict:
+    return json.loads((job_dir / "results.json").read_text())["results"]
+
+
+def _strictly_rising(bpp: list[float], psnr: list[float]) -> bool:
+    points = sorted(zip(bpp, psnr, strict=True))
+    return all(b[0] > a[0] and b[1] > a[1] for a, b in zip(points, points[1:], strict=False))
+
+
+def test_compare_smoke_ranks_every_scheme_against_the_anchors_in_one_table_and_plot(tmp_path):
+    """The real multirun (basic launcher: the anchors first, then the schemes that start from the λ-max anchor)."""
+    run_cli("-m", "experiment=compare", "backbone=stf", "debug=smoke", "data=demo", f"hydra.sweep.dir={tmp_path}")
     rows = {r["curve"]: r for r in csv.DictReader((tmp_path / "comparison.csv").open())}
-    assert set(rows) == {"anchors (3 models)", "alpha_adapters", "layer_prompts"}
+    assert set(rows) == {"anchors (3 models)", *SCHEMES}  # one row per scheme, the anchors joined into one
     anchors = rows.pop("anchors (3 models)")
-    assert anchors["jobs"].split() == ["anchor_0.0018", "anchor_0.013", "anchor_0.0483"]
-    assert int(anchors["points"]) == 3 and int(anchors["params_per_extra_point"]) == 750_807  # a whole tiny STF
+    jobs = anchors["jobs"].split()
+    assert jobs == ["anchor_0.0018", "anchor_0.013", "anchor_0.0483"]
+    points = sorted((_curve(tmp_path / job)["bpp"][0], _curve(tmp_path / job)["psnr-rgb"][0]) for job in jobs)
+    joined_bpp = [bpp for bpp, _ in points]  # one point per anchor
+    assert int(anchors["points"]) == 3 and float(anchors["bpp_min"]) == pytest.approx(joined_bpp[0])
+    assert int(anchors["params_per_extra_point"]) == TINY_STF and int(anchors["stored_params"]) == 3 * TINY_STF
+    assert anchors["bd_reason"] == "the reference curve"
+    anchors_rising = _strictly_rising(joined_bpp, [psnr for _, psnr in points])
+    assert (anchors["monotone"] == "True") == anchors_rising
     for name, row in rows.items():
-        assert row["builds_on"] == "anchor_0.0483"  # the anchor of the same multirun, waited for
+        curve = _curve(tmp_path / name)
+        assert row["jobs"] == name and int(row["points"]) == len(curve["bpp"])
+        assert float(row["bpp_span"]) == pytest.approx(max(curve["bpp"]) / min(curve["bpp"]), rel=1e-3)
+        assert row["builds_on"] == "anchor_0.0483"  # the anchor of the same multirun
         assert float(row["train_s_with_base"]) > float(row["train_s"]) > 0
-        assert 0 < int(row["extra_params"]) < 750_807 and float(row["encode_s"]) > 0
-        assert row["bd_rate_psnr"] or row["bd_reason"]  # a number, or why there is none
-    assert int(rows["alpha_adapters"]["points"]) == 5 and int(rows["layer_prompts"]["points"]) == 3
+        assert float(row["encode_s"]) > 0 and float(row["decode_s"]) > 0
+        assert int(row["stored_params"]) == TINY_STF + int(row["extra_params"])
+        overlap = min(curve["bpp"]) < joined_bpp[-1] and max(curve["bpp"]) > joined_bpp[0]
+        comparable = overlap and anchors_rising and _strictly_rising(curve["bpp"], curve["psnr-rgb"])
+        if comparable:  # a finite BD-rate where the curves compare, and no PSNR reason
+            assert math.isfinite(float(row["bd_rate_psnr"])) and "PSNR:" not in (row["bd_reason"] or "")
+        else:  # no number, and the reason says why
+            assert row["bd_rate_psnr"] == "" and row["bd_reason"].startswith("PSNR: ")
+            if not overlap:
+                assert "do not overlap" in row["bd_reason"]
+            elif not anchors_rising:
+                assert "the reference curve's quality does not increase strictly" in row["bd_reason"]
+    # what each scheme stores beyond the anchor: QVRF one scalar per λ, the others their published sizes
+    assert int(rows["qvrf"]["extra_params"]) == 3 and int(rows["qvrf"]["points"]) == 3
+    assert int(rows["alpha_adapters"]["extra_params"]) == 28_800  # CALICE stf_8_8_all at tiny size
+    assert int(rows["gain_units"]["points"]) == 5 and int(rows["layer_prompts"]["points"]) == 3
     assert Image.open(tmp_path / "summary_rd.png").size[0] > 600  # PSNR and MS-SSIM panels
     markdown = (tmp_path / "summary.md").read_text()
-    assert markdown.startswith("## Control schemes against anchors") and "| alpha_adapters |" in markdown
+    assert markdown.startswith("## Control schemes against anchors") and "| gain_units |" in markdown
     page = (tmp_path / "report.html").read_text()
-    assert 'id="comparison"' in page and '"curve": "layer_prompts"' in page
+    assert 'id="comparison"' in page and '"curve": "qvrf"' in page
+    assert all(json.loads((tmp_path / job / "job_status.json").read_text())["status"] == "COMPLETED"
+               for job in [*jobs, *SCHEMES])
 
 
 def _job(name: str, curve: str, points: list[tuple[float, float]], extra: int = 0, seconds: float = 10.0,
@@ -57,7 +95,8 @@ def test_comparison_joins_the_anchors_and_measures_every_scheme_against_them():
     joined = rows["anchors (4 models)"]
     assert joined["points"] == 4 and joined["monotone"] and joined["bpp_span"] == pytest.approx(8.0)
     assert joined["stored_params"] == 4000 and joined["params_per_extra_point"] == 1000
-    assert joined["train_s"] == 400.0 and joined["bd_rate_psnr"] is None  # the reference itself
+    assert joined["train_s"] == 400.0 and joined["bd_rate_psnr"] is None
+    assert joined["bd_reason"] == "the reference curve"
     row = rows["alpha_adapters"]
     assert row["bd_rate_psnr"] == pytest.approx(10.0, abs=0.5) and row["bd_rate_ms_ssim"] == pytest.approx(10, abs=0.5)
     assert row["bd_psnr_db"] < 0 and row["bd_reason"] is None
@@ -137,3 +176,24 @@ def test_the_job_status_callback_records_a_failure_in_a_multirun_job(tmp_path):
     failed = JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("out of memory"))
     callback.on_job_end(cfg, failed)
     assert job_status(tmp_path) == {"status": "FAILED", "error": "RuntimeError: out of memory"}
+
+
+def test_every_backbone_compares_the_schemes_the_fitting_matrix_says_fit_and_each_composes():
+    from tests.fitting_matrix import GAUSSIAN, MATRIX, Fits
+    from tests.test_configs import compose_cfg
+
+    by_backbone = compose_cfg("experiment=compare").compare.schemes_by_backbone
+    assert set(by_backbone) == set(GAUSSIAN)
+    for backbone in GAUSSIAN:
+        fitting = {c for c in SCHEMES if isinstance(MATRIX[backbone, c], Fits)}
+        assert set(by_backbone[backbone].split(",")) == fitting, backbone
+    for backbone, scheme in (("cheng2020_attn", "alpha_adapters"), ("tic_hyperprior", "layer_prompts"),
+                             ("tcm", "gain_units"), ("cheng2020_attn", "qvrf")):
+        cfg = compose_cfg("experiment=compare", f"backbone={backbone}", f"scheme={scheme}")
+        assert cfg.after.job_dir == "/tmp/ctrlic-compose/../anchor_0.0483"  # the λ-max anchor beside it
+        assert cfg.backbone.checkpoint == cfg.after.job_dir + "/checkpoints/last.ckpt"
+        lambdas = list(cfg.compare.lambdas)
+        if scheme == "alpha_adapters":  # λ(α) spans the anchors' λs
+            assert (cfg.module.lmbda_min, cfg.module.lmbda_max) == (lambdas[0], lambdas[-1])
+        else:  # prompts: every λ but the anchor's; the baselines: one level per λ
+            assert list(cfg.control.lambdas) == (lambdas[:-1] if scheme == "layer_prompts" else lambdas)

@@ -13,7 +13,7 @@ from tests.conftest import ROOT, run_cli
 
 CONF = ROOT / "conf"
 GROUPS = ["backbone", "control", "module", "module/loss", "module/optimizer", "module/scheduler", "data", "trainer",
-          "logger", "callbacks", "debug", "experiment", "hparams_search"]
+          "logger", "callbacks", "debug", "experiment", "hparams_search", "scale"]
 
 
 def options(group: str) -> list[str]:

@@ -41,7 +41,7 @@ def _mean(values: Sequence[float]) -> float | None:
 def monotone(results: dict, metric: str = "psnr-rgb") -> bool:
     """Quality rises strictly with the rate along the curve (points sorted by bpp)."""
     points = sorted(zip(results["results"]["bpp"], results["results"][metric], strict=True))
-    return all(b[1] > a[1] and b[0] > a[0] for a, b in zip(points, points[1:]))
+    return all(b[1] > a[1] and b[0] > a[0] for a, b in zip(points, points[1:], strict=False))
 
 
 def join_points(name: str, jobs: Sequence[dict]) -> dict:
@@ -83,8 +83,10 @@ def _storage(jobs: Sequence[dict], points: int, joined: bool) -> dict:
 
 def _bd(test: dict, reference: dict | None, method: str) -> dict:
     """BD-rate on PSNR and MS-SSIM (dB) against the reference curve, BD-PSNR, and on the Pareto fronts."""
-    if reference is None or test is reference:
-        return {}
+    if reference is None:
+        return {"bd_reason": "no reference curve in this multirun (compare.reference)"}
+    if test is reference:
+        return {"bd_reason": "the reference curve"}
     psnr, ms_ssim = (bd_entry(test, reference, axis, method) if axis_values(test, axis) is not None else {}
                      for axis in AXES)
     pareto = bd_entry(pareto_front(test), pareto_front(reference), "psnr-rgb", method)
