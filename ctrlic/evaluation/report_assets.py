@@ -25,6 +25,7 @@ from PIL import Image
 from ctrlic.codecs.bit_allocation import BitAllocation, BitMapUnavailable, bit_allocation
 from ctrlic.codecs.codec import Codec
 from ctrlic.errors import UserError
+from ctrlic.evaluation.files import unpack_item
 from ctrlic.evaluation.results import load_results
 
 log = logging.getLogger("ctrlic")
@@ -134,9 +135,9 @@ def _chosen(images: Iterable[Mapping], settings: ReportSettings) -> list[tuple[s
     wanted = {n for n in settings.names or []}
     out = []
     for item in images:
-        name = item["name"][0] if isinstance(item["name"], list | tuple) else item["name"]
+        x, name = unpack_item(item)
         if (not wanted and len(out) < settings.images) or name in wanted or Path(name).stem in wanted:
-            out.append((name, item["x"][:1].cpu()))
+            out.append((name, x[:1].cpu()))
         if not wanted and len(out) >= settings.images:
             break
     return out
