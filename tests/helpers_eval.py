@@ -4,8 +4,11 @@ down (every record at least 0.3 s), to be killed half-way."""
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
 import time
+from pathlib import Path
 
 from ctrlic.datamodules.image_io import load_rgb8, to_tensor
 from ctrlic.evaluation import lossy
@@ -15,6 +18,19 @@ from tests import golden
 
 #: the four demo Kodak images, one 64×64 crop each (top, left)
 CROPS = [("kodim01", 128, 192), ("kodim04", 256, 128), ("kodim15", 128, 192), ("kodim23", 192, 320)]
+
+
+#: wall-clock figures differ from run to run; everything else must not
+TIMINGS = ("encoding_time", "decoding_time")
+
+
+def comparable(out: Path) -> tuple[dict, list[dict]]:
+    """results.json and per_image.csv of an evaluation, timings left out."""
+    results = json.loads((out / "results.json").read_text())
+    for key in TIMINGS:
+        results["results"].pop(key)
+    rows = [{k: v for k, v in row.items() if k not in TIMINGS} for row in csv.DictReader((out / "per_image.csv").open())]
+    return results, rows
 
 
 def images() -> list[dict]:

@@ -4,8 +4,6 @@ evaluation or shard, run again, codes only the records it lacks, and a bad shard
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
 import signal
@@ -24,21 +22,10 @@ from ctrlic.metrics.distribution import PatchFID, PatchKID, fid_kid, patch_featu
 from ctrlic.metrics.quality import to_8bit
 from ctrlic.tasks.evaluate import shared_folder
 from tests.conftest import run_cli
-from tests.helpers_eval import codec, images, settings
+from tests.helpers_eval import codec, comparable, images, settings
 from tests.test_metrics_perceptual import TinyFeatures
 
 ROOT = Path(__file__).resolve().parents[1]
-#: wall-clock figures differ from run to run; everything else must not
-TIMINGS = ("encoding_time", "decoding_time")
-
-
-def comparable(out: Path) -> tuple[dict, list[dict]]:
-    """results.json and per_image.csv of an evaluation, timings left out."""
-    results = json.loads((out / "results.json").read_text())
-    for key in TIMINGS:
-        results["results"].pop(key)
-    rows = [{k: v for k, v in row.items() if k not in TIMINGS} for row in csv.DictReader((out / "per_image.csv").open())]
-    return results, rows
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ evaluation as a job array whose merged results equal a local run."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from ctrlic.codecs.build import export_codec
 from ctrlic.tasks.evaluate import shared_folder
 from ctrlic.utils.wandb_logger import run_id_for
 from tests.conftest import ROOT, SMOKE, run_cli
-from tests.helpers_eval import codec
+from tests.helpers_eval import codec, comparable
 from tests.helpers_resume import by_step, read_steps
 from tests.helpers_wandb import history_rows, run_info
 
@@ -136,16 +135,6 @@ def test_preempted_job_checkpoints_is_requeued_and_continues_at_the_same_step(sl
     assert logged == [list(range(k)), list(range(k, MAX_STEPS))]
 
 
-def _results(folder: Path) -> tuple[dict, list[dict]]:
-    """results.json and per_image.csv of an evaluation, wall-clock timings left out."""
-    timings = ("encoding_time", "decoding_time")
-    results = json.loads((folder / "results.json").read_text())
-    for key in timings:
-        results["results"].pop(key)
-    rows = [{k: v for k, v in row.items() if k not in timings} for row in csv.DictReader((folder / "per_image.csv").open())]
-    return results, rows
-
-
 def test_sharded_evaluation_as_a_job_array_merges_to_the_local_results(slurm, tmp_path):
     ckpt = export_codec(codec(), tmp_path / "codec.pt")
     evaluation = ("task=eval", f"ckpt_path={ckpt}", *SMOKE, "data.eval_crop=64", "data.eval_limit=null",
@@ -165,4 +154,4 @@ def test_sharded_evaluation_as_a_job_array_merges_to_the_local_results(slurm, tm
         overrides = yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
         assert merged.name == shared_folder([o for o in overrides if o != f"eval.shard={job}/2"])
     assert sum("results: " in text for text in logs.values()) == 1  # one shard merged
-    assert _results(merged) == _results(tmp_path / "local")
+    assert comparable(merged) == comparable(tmp_path / "local")
