@@ -25,6 +25,7 @@ from ctrlic.evaluation.records import RECORDS, RecordStore, SetJob, codec_key, d
 from ctrlic.evaluation.report import build_report
 from ctrlic.evaluation.results import write_results
 from ctrlic.evaluation.settings import SweepSettings, sweep_points
+from ctrlic.utils.threads import torch_threads
 
 log = logging.getLogger("ctrlic")
 MERGE_MODES = ("auto", "only", "never")
@@ -117,7 +118,7 @@ def _code(kind, codec: Codec, datasets: Mapping, jobs: Mapping[str, SetJob], poi
             coded += n
             progress.advance(task, len(points))
 
-        with sharding.torch_threads(settings.threads):
+        with torch_threads(settings.threads):
             sharding.code_units(kind, codec, datasets, jobs, units, settings, sharding.worker_device(settings, 0),
                                 advance)
     log.info("%s%d record(s) coded, %d reused", where, coded, total - coded)

@@ -9,12 +9,11 @@ killed evaluation codes only what is missing.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -26,6 +25,7 @@ from ctrlic.errors import UserError
 from ctrlic.evaluation import lossless, lossy
 from ctrlic.evaluation.records import SetJob
 from ctrlic.evaluation.settings import SweepSettings
+from ctrlic.utils.threads import torch_threads
 
 log = logging.getLogger("ctrlic")
 
@@ -89,18 +89,6 @@ def worker_device(settings: SweepSettings, worker: int) -> str | None:
     if settings.metrics_device is None and gpus:
         return f"cuda:{worker % gpus}"
     return settings.metrics_device
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``threads`` inside the block (None: unchanged)."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def code_units(kind: ModuleType, codec: Codec, datasets: Mapping[str, Sequence], jobs: Mapping[str, SetJob],
