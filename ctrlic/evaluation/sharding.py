@@ -19,8 +19,9 @@ from types import ModuleType
 
 import torch
 
-from ctrlic.codecs.build import EXPORT_FORMAT, load_codec
+from ctrlic.codecs.build import load_codec
 from ctrlic.codecs.codec import Codec
+from ctrlic.codecs.codec_file import CODEC_FORMAT
 from ctrlic.errors import UserError
 from ctrlic.evaluation import lossless, lossy
 from ctrlic.evaluation.records import SetJob
@@ -110,7 +111,7 @@ def portable(codec: Codec) -> dict:
     if not codec.arch:
         raise ShardError("eval.workers > 1 needs a codec built from config (a checkpoint, an exported codec or "
                          "build_codec); this one records no architecture: use eval.workers=1")
-    return {"format": EXPORT_FORMAT, "arch": codec.arch, "fingerprint": codec.fingerprint.hex(),
+    return {"format": CODEC_FORMAT, "arch": codec.arch, "fingerprint": codec.fingerprint.hex(),
             "state_dict": {k: v.detach().cpu() for k, v in codec.backbone.state_dict().items()},
             "options": codec.options.plain()}
 
