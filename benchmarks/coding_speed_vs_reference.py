@@ -7,9 +7,10 @@ one image with both, back to back, the order alternating; the figure is the medi
 ours / reference. Ours is the full ``Codec.compress`` / ``decompress`` (container, padding and knobs included);
 the reference codes the padded image. Both decode what they encoded; payloads are compared.
 
-Random weights (timing does not depend on them), torch threads fixed (``--threads``, default 1: the golden
-files' setting, and the least disturbed by other processes on a shared machine). The machine load (1-minute
-load average) is recorded before and after each codec. Writes ``benchmarks/results/<name>.json``.
+Time is the process's CPU time (``time.process_time``) with torch on one thread (``--threads 1``, the golden
+files' setting): on a machine shared with other work it moves far less than wall time, which is recorded
+beside it (``wall_ratio_median``). Random weights (timing does not depend on them). The machine load
+(1-minute load average) is recorded before and after each codec. Writes ``benchmarks/results/<name>.json``.
 """
 
 from __future__ import annotations
@@ -101,24 +102,21 @@ def one_round(codec: Codec, ref: Reference, x: torch.Tensor, knobs: dict, ours_f
     padded = pad_to_multiple(x, codec.backbone.pad_multiple)
     out: dict = {}
 
+    def timed(key: str, fn):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = fn()
+        out[key], out[f"{key}_wall"] = time.process_time() - cpu, time.perf_counter() - wall
+        return result
+
     def ours() -> None:
         fresh_analysis(codec)
-        start = time.perf_counter()
-        data = codec.compress(x, knobs)
-        out["ours_encode"] = time.perf_counter() - start
-        start = time.perf_counter()
-        x_hat = codec.decompress(data)
-        out["ours_decode"] = time.perf_counter() - start
+        data = timed("ours_encode", lambda: codec.compress(x, knobs))
+        out["ours_x_hat"] = timed("ours_decode", lambda: codec.decompress(data))
         out["ours_payload"] = bitstream.unpack(data)[1]
-        out["ours_x_hat"] = x_hat
 
     def theirs() -> None:
-        start = time.perf_counter()
-        sections = ref.encode(padded)
-        out["ref_encode"] = time.perf_counter() - start
-        start = time.perf_counter()
-        x_hat = ref.decode(sections, tuple(padded.shape[-2:]))
-        out["ref_decode"] = time.perf_counter() - start
+        sections = timed("ref_encode", lambda: ref.encode(padded))
+        x_hat = timed("ref_decode", lambda: ref.decode(sections, tuple(padded.shape[-2:])))
         out["ref_payload"] = sections
         out["ref_x_hat"] = x_hat[..., : x.shape[-2], : x.shape[-1]]
 
@@ -138,7 +136,7 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     crop = args.mgcf_crop if name == "mgcf" else args.crop
     images = load_images(args.images, crop=crop, limit=args.limit)
     load_before = os.getloadavg()[0]
-    rows, ratios = [], {"encode": [], "decode": []}
+    rows, ratios, wall = [], {"encode": [], "decode": []}, {"encode": [], "decode": []}
     with torch.no_grad():
         for image, x in images:
             one_round(codec, ref, x, knobs, True)  # warm-up: first calls build tables and caches
@@ -151,15 +149,20 @@ def measure(name: str, args: argparse.Namespace) -> dict:
                    "decoded_max_abs_difference": float((last["ours_x_hat"] - last["ref_x_hat"]).abs().max())}
             for what in ("encode", "decode"):
                 pairs = [r[f"ours_{what}"] / r[f"ref_{what}"] for r in runs]
+                wall_pairs = [r[f"ours_{what}_wall"] / r[f"ref_{what}_wall"] for r in runs]
                 ratios[what] += pairs
-                row[what] = {"ours_s": statistics.median(r[f"ours_{what}"] for r in runs),
-                             "reference_s": statistics.median(r[f"ref_{what}"] for r in runs),
-                             "ratios": pairs}
+                wall[what] += wall_pairs
+                row[what] = {"ours_cpu_s": statistics.median(r[f"ours_{what}"] for r in runs),
+                             "reference_cpu_s": statistics.median(r[f"ref_{what}"] for r in runs),
+                             "ours_wall_s": statistics.median(r[f"ours_{what}_wall"] for r in runs),
+                             "reference_wall_s": statistics.median(r[f"ref_{what}_wall"] for r in runs),
+                             "cpu_ratios": pairs, "wall_ratios": wall_pairs}
             rows.append(row)
     return {"reference": ref.what, "overrides": list(codec_overrides(name, paper)), "knobs": knobs, "crop": crop,
             "load_average_1min": [load_before, os.getloadavg()[0]],
             "ratio_median": {k: statistics.median(v) for k, v in ratios.items()},
             "ratio_min_max": {k: [min(v), max(v)] for k, v in ratios.items()},
+            "wall_ratio_median": {k: statistics.median(v) for k, v in wall.items()},
             "images": rows}
 
 

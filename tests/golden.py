@@ -16,15 +16,15 @@ reductions, and with them the bits, do not depend on the number of cores.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from ctrlic.utils.threads import single_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ROOT / "tests" / "expected"
@@ -114,17 +114,6 @@ def build(case: Case):
     return codec
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the block with one torch thread (float reductions in a fixed order)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
@@ -135,7 +124,7 @@ def run_case(case: Case) -> dict:
     from ctrlic.evaluation.results import make_results
     from ctrlic.metrics.quality import psnr
 
-    with one_thread():
+    with single_thread():
         codec = build(case)
         x = crop(case)
         points, payloads, sections, decoded, applied = [], [], [], [], []

@@ -100,9 +100,9 @@ def test_one_training_step_moves_only_the_adapters(experiment):
     torch.manual_seed(0)
     codec = build_codec(cfg.backbone, cfg.control)
     module = hydra.utils.instantiate(cfg.module, codec=codec, _convert_="all")
-    adapters = {id(p) for p in codec.control.attached_parameters(codec.backbone)}
+    adapters = {id(p) for p in codec.control.attached_parameters()}
     with torch.no_grad():  # trained-looking adapters, so every adapter factor gets a gradient
-        for p in codec.control.attached_parameters(codec.backbone):
+        for p in codec.control.attached_parameters():
             p.normal_(0, 0.05)
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ctrlic.codecs.backbones.grain_masks import entropy_of, pixel_kernel
@@ -53,11 +54,11 @@ class Case:
 
 def load_case(method: str) -> Case:
     folder = EXPECTED / method
-    crop = torch.load(folder / "input.pt", weights_only=True)["crop"]
-    theirs = torch.load(folder / "tables.pt", weights_only=True) if (folder / "tables.pt").is_file() else {}
+    crop = load_file(folder / "input.safetensors")["crop"]
+    theirs = load_file(folder / "tables.safetensors") if (folder / "tables.safetensors").is_file() else {}
     return Case(method, json.loads((folder / "expected.json").read_text()),
-                torch.load(folder / "weights.pt", weights_only=True), (crop.to(torch.float32) / 255)[None],
-                torch.load(folder / "outputs.pt", weights_only=True), theirs)
+                load_file(folder / "weights.safetensors"), (crop.to(torch.float32) / 255)[None],
+                load_file(folder / "outputs.safetensors"), theirs)
 
 
 def md5_of(t: Tensor) -> str:
@@ -187,7 +188,7 @@ METHODS = ["stf", "tcm", "tic", "calice_stf", "calice_tcm", "control_gic"]
 def test_golden_case_names_the_authors_commit_and_stays_small(method):
     expected = json.loads((EXPECTED / method / "expected.json").read_text())
     assert len(expected["commit"]) == 40 and expected["repository"] and expected["command"]
-    assert (EXPECTED / method / "weights.pt").stat().st_size < 1_500_000
+    assert (EXPECTED / method / "weights.safetensors").stat().st_size < 1_500_000
 
 
 @pytest.mark.parametrize("method", METHODS)

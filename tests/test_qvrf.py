@@ -13,6 +13,7 @@ from ctrlic.codecs.bitstream import unpack
 from ctrlic.codecs.build import build_codec, export_codec, load_codec
 from ctrlic.codecs.control.levels import LevelConfigError
 from ctrlic.codecs.entropy.gaussian import TABLES, ScaledGaussianConditional
+from ctrlic.codecs.entropy.scale_table import scale_indexes
 from ctrlic.errors import user_error
 from ctrlic.lightning_modules.variable_rate import draw_alpha
 from tests.helpers_schemes import (
@@ -60,6 +61,9 @@ def test_scaled_conditional_codes_on_a_grid_of_step_one_over_a():
     plain = GaussianConditional(None)
     plain.update_scale_table(conditional.scale_table)
     assert torch.equal(conditional.build_indexes(scales), plain.build_indexes(scales * 2.5))
+    # the backbones' fast lookup indexes the scaled conditional as its build_indexes does
+    assert torch.equal(scale_indexes(conditional, scales), conditional.build_indexes(scales).int())
+    assert not torch.equal(scale_indexes(conditional, scales), scale_indexes(plain, scales))
     conditional.eval()
     plain.eval()
     _, likelihood = conditional(y, scales, means)

@@ -126,27 +126,28 @@ def coding_tables(model: nn.Module) -> dict[str, Tensor]:
 
 def write_case(out: Path, *, meta: Mapping, weights: Mapping[str, Tensor], crop: Tensor,
                outputs: Mapping[str, Tensor], expected: Mapping, tables: Mapping[str, Tensor] | None = None) -> None:
-    """Write ``weights.pt``, ``input.pt``, ``outputs.pt``, ``tables.pt`` when given (all
-    ``weights_only``-loadable, tables exact in their own dtypes) and ``expected.json``."""
+    """Write ``weights.safetensors``, ``input.safetensors``, ``outputs.safetensors``, ``tables.safetensors``
+    when given (files that cannot run code; tables exact in their own dtypes) and ``expected.json``."""
+    from safetensors.torch import save_file
+
     out.mkdir(parents=True, exist_ok=True)
-    stored = weights_for_file(weights)
-    torch.save(stored, out / "weights.pt")
+    save_file(weights_for_file(weights), str(out / "weights.safetensors"))
     if tables is not None:
-        torch.save(dict(tables), out / "tables.pt")
-    torch.save({"crop": crop.clone(), "image": str(CROP_IMAGE.relative_to(ROOT)), "box": list(CROP_BOX)},
-               out / "input.pt")
-    torch.save({k: v.detach().cpu().contiguous().clone() for k, v in outputs.items()}, out / "outputs.pt")
+        save_file({k: v.contiguous() for k, v in tables.items()}, str(out / "tables.safetensors"))
+    save_file({"crop": crop.clone().contiguous()}, str(out / "input.safetensors"),
+              metadata={"image": str(CROP_IMAGE.relative_to(ROOT)), "box": json.dumps(list(CROP_BOX))})
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in outputs.items()}, str(out / "outputs.safetensors"))
     doc = {**meta,
            "environment": {"python": platform.python_version(), "torch": torch.__version__,
                            "numpy": np.__version__, **meta.get("environment", {})},
-           "files": {"weights.pt": f"{(out / 'weights.pt').stat().st_size} bytes; floats as float16, "
+           "files": {"weights.safetensors": f"{(out / 'weights.safetensors').stat().st_size} bytes; floats as float16, "
                                    "integers narrowed (exact); load copies them into the model's dtypes",
-                     "input.pt": "uint8 crop (3, H, W)", "outputs.pt": ", ".join(sorted(outputs)),
-                     **({"tables.pt": "their entropy bottleneck's CDF tables after update(), as they coded z "
+                     "input.safetensors": "uint8 crop (3, H, W)", "outputs.safetensors": ", ".join(sorted(outputs)),
+                     **({"tables.safetensors": "their entropy bottleneck's CDF tables after update(), as they coded z "
                                       "with them (int32)"} if tables is not None else {})},
            **expected}
     (out / "expected.json").write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {out} ({(out / 'weights.pt').stat().st_size} byte weights)")
+    print(f"wrote {out} ({(out / 'weights.safetensors').stat().st_size} byte weights)")
 
 
 @torch.no_grad()

@@ -49,7 +49,7 @@ TOLERANCES = {"forward_x_hat": {"atol": 1e-5, "rtol": 0}, "decoded_x_hat": {"ato
 #: how the test compares the y and z strings: "md5" (bit-identical) or "bytes" (same length)
 PAYLOAD = {"y": "bytes", "z": "md5",
            "why": "y: our wavefront order codes the same symbols in another order (docs/fidelity.md); "
-                  "z: bit-identical with their tables (tables.pt, kept as a checkpoint's own); the tables "
+                  "z: bit-identical with their tables (tables.safetensors, kept as a checkpoint's own); the tables "
                   "CompressAI 1.2.8 rebuilds code it with other bytes (issue #15 item 1)"}
 
 

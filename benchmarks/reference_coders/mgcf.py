@@ -13,8 +13,8 @@ from torch import Tensor
 
 from ctrlic.codecs.backbones.mgcf import MGCF
 from ctrlic.codecs.lossless import mixture, scan
-from ctrlic.codecs.lossless.cci import single_thread
 from ctrlic.codecs.lossless.coder import Decoder, Encoder
+from ctrlic.utils.threads import single_thread
 
 
 def _matrix(conv: torch.nn.Conv2d) -> tuple[Tensor, Tensor]:

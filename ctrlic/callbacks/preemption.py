@@ -61,7 +61,7 @@ class PreemptionCheckpoint(L.Callback):
         elif not self.received:
             return
         path = self.dirpath / PREEMPTED_CHECKPOINT
-        trainer.save_checkpoint(path, weights_only=False)
+        trainer.save_checkpoint(path)  # a full training checkpoint (optimizer and loop state too)
         self.saved = True
         log.warning("%s received: checkpoint at step %d in %s", self.signum.name, trainer.global_step, path)
 

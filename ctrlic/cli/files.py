@@ -295,7 +295,7 @@ def _model_path(args: argparse.Namespace) -> Path | None:
         return None
     path = Path(args.model)
     if not path.exists():
-        raise CLIError(f"model '{args.model}' does not exist; pass an exported codec file (.codec.pt) or a "
+        raise CLIError(f"model '{args.model}' does not exist; pass an exported codec file (.codec.safetensors) or a "
                        "checkpoint")
     check_regular(path, "model")
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,11 @@ class CodingOptions:
     #: where and how images are padded before coding (``codecs/padding.py``; text such as "centre-zero:128")
     padding: Padding | str | None = None
     scale_levels: int = scale_table.LEVELS  # Gaussian scale-table size (64: CompressAI's; finer costs fewer bits)
+
+    def plain(self) -> dict:
+        """These options as plain data (JSON-able; ``Codec.set_options(**plain)`` takes them back)."""
+        padding = None if self.padding is None else Padding.parse(self.padding).spec
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "padding": padding}
 
     def checked(self, backbone: Backbone) -> CodingOptions:
         """These options, validated for ``backbone`` (the padding parsed, its multiple resolved)."""

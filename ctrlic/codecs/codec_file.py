@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from torch import Tensor
 
 from ctrlic.errors import UserError
+from ctrlic.utils.atomic_file import atomic_write
 
 CODEC_FORMAT = "ctrlic-codec/2"
 #: the name ``task=export`` and ``task=assemble`` give a codec file by default
@@ -45,22 +45,14 @@ def is_safetensors(path: str | Path) -> bool:
 
 
 def write_codec_file(path: str | Path, arch: Mapping, state: Mapping[str, Tensor], fingerprint: str) -> Path:
-    """Write weights and header atomically (temporary file in the same folder, then rename)."""
+    """Write weights and header atomically (``utils.atomic_file``: a temporary file, then renamed)."""
     from safetensors.torch import save_file
 
     metadata = {"format": CODEC_FORMAT, "arch": json.dumps(arch, sort_keys=True), "fingerprint": fingerprint}
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}  # no shared storage
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(path)
 
 
 def read_safetensors(path: str | Path) -> dict:

@@ -1,10 +1,13 @@
-"""The lossless evaluation of one set: real bitstreams decoded bit-exactly, bpsp per knob setting, classical codecs
+"""The lossless evaluation: real bitstreams decoded bit-exactly, bpsp per knob setting, classical codecs
 (PNG, JPEG 2000, WebP, JPEG XL lossless) on the same images, the per-image gain of adaptation
-(e.g. CALLIC's T > 0 over MGCF's T = 0), encode/decode times, and a plot."""
+(e.g. CALLIC's T > 0 over MGCF's T = 0), encode/decode times, and a plot.
+
+``code_unit`` codes one image into records (``evaluation.records``); ``merge_set`` builds a set's results
+from the records alone."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from ctrlic.codecs.codec import Codec
 from ctrlic.datamodules.image_io import to_uint8
 from ctrlic.evaluation.classical import LOSSLESS_CODECS, lossless_bpsp, versions
 from ctrlic.evaluation.files import bitstream_file, code_through_file, unpack_item
+from ctrlic.evaluation.records import SetJob, image_digest
 from ctrlic.evaluation.results import make_results
 from ctrlic.evaluation.settings import SweepSettings
 from ctrlic.metrics.quality import bits_per_subpixel
@@ -35,49 +39,79 @@ def code_image(codec: Codec, x: torch.Tensor, knobs: Mapping, path: Path, keep: 
     return {"bpsp": 8 * len(data) / x[0].numel(), "encoding_time": enc, "decoding_time": dec}
 
 
-def _sweep_set(codec: Codec, images: Sequence[Mapping], points: list[dict], out_dir: Path, set_name: str,
-               keep: bool, advance: Callable[[], None]) -> tuple[list[dict], list[dict], dict[str, float]]:
-    """Every image at every knob setting, plus the classical codecs; returns (means, per-image rows, classical)."""
-    rows, classical = [], {c: [] for c in LOSSLESS_CODECS}
-    for item in images:
-        x, name = unpack_item(item)
+KIND = "lossless"
+
+
+def measured(settings: SweepSettings) -> dict:
+    """The settings the records of a lossless sweep depend on (besides codec, knobs and image): none."""
+    return {}
+
+
+class Tools:
+    """Nothing to build per coding process (the classical codecs are stateless)."""
+
+    def __init__(self, settings: SweepSettings, device: str | torch.device | None = None) -> None:
+        self.device = device
+
+
+def code_unit(codec: Codec, job: SetJob, index: int, item: Mapping, tools: Tools) -> int:
+    """One image: the classical codecs and the model's estimate once, then every knob setting whose record is
+    missing or stale; returns how many knob settings were coded."""
+    x, name = unpack_item(item)
+    store, digest = job.store, image_digest(x)
+    image = store.read(store.image_path(job.set_name, index))
+    if not image or image.get("digest") != digest:
         img = to_uint8(x.cpu())
-        ref = {f"{c}_bpsp": lossless_bpsp(img, c) for c in LOSSLESS_CODECS}
-        for c in LOSSLESS_CODECS:
-            classical[c].append(ref[f"{c}_bpsp"])
         with torch.no_grad():
             codec.set_knobs(None)
             estimate = bits_per_subpixel(codec(x), x).item()
+        image = {"image": name, "index": index, "digest": digest, "shape": list(x.shape[-2:]),
+                 "bpsp_est": estimate, "classical": {f"{c}_bpsp": lossless_bpsp(img, c) for c in LOSSLESS_CODECS}}
+        store.write(store.image_path(job.set_name, index), image)
+    coded = 0
+    for i, knobs in enumerate(job.points):
+        path = store.point_path(job.set_name, index, i)
+        record = store.read(path)
+        if record and record["key"] == job.keys[i] and record["digest"] == digest:
+            continue
+        row = code_image(codec, x, knobs, bitstream_file(job.out_dir, job.set_name, i, name), job.keep_bitstreams)
+        store.write(path, {"key": job.keys[i], "digest": digest, "image": name, "index": index, "point": i,
+                           "knobs": dict(knobs), "row": row})
+        coded += 1
+    return coded
+
+
+def merge_set(codec: Codec, job: SetJob, n_images: int,
+              settings: SweepSettings) -> tuple[dict, list[dict]]:
+    """One set's results (``results.bpsp`` per setting and ``meta``) and per-image rows, from its records alone."""
+    points, store = job.points, job.store
+    rows, classical = [], {c: [] for c in LOSSLESS_CODECS}
+    for index in range(n_images):
+        image = store.read(store.image_path(job.set_name, index))
+        for c in LOSSLESS_CODECS:
+            classical[c].append(image["classical"][f"{c}_bpsp"])
         first = None
         for i, knobs in enumerate(points):
-            row = code_image(codec, x, knobs, bitstream_file(out_dir, set_name, i, name), keep)
+            row = store.read(store.point_path(job.set_name, index, i))["row"]
             first = row["bpsp"] if first is None else first
-            rows.append({"image": name, "point": i, **knobs, **row, "gain_bpsp": first - row["bpsp"],
-                         "bpsp_est": estimate, **ref})
-            advance()
+            rows.append({"image": image["image"], "point": i, **knobs, **row, "gain_bpsp": first - row["bpsp"],
+                         "bpsp_est": image["bpsp_est"], **image["classical"]})
     means = []
     for i, knobs in enumerate(points):
         mine = [r for r in rows if r["point"] == i]
         means.append({k: float(np.mean([r[k] for r in mine])) for k in ("bpsp", "encoding_time", "decoding_time")}
                      | {k: float(v) for k, v in knobs.items()})
-    return means, rows, {c: float(np.mean(v)) for c, v in classical.items()}
-
-
-def evaluate_set(codec: Codec, images: Sequence[Mapping], points: list[dict], out_dir: Path, set_name: str,
-                 settings: SweepSettings, advance: Callable[[], None]) -> tuple[dict, list[dict]]:
-    """One set at every knob setting: (results with ``results.bpsp`` per setting and ``meta``, per-image rows)."""
-    means, rows, classical = _sweep_set(codec, images, points, out_dir, set_name, settings.save_bitstreams, advance)
     gains = [float(np.mean([r["gain_bpsp"] for r in rows if r["point"] == i])) for i in range(len(points))]
     meta = {
-        "dataset": set_name,
+        "dataset": job.set_name,
         "codec": codec.name,
         "weights_fingerprint": codec.fingerprint.hex(),
         "knobs": [k.name for k in codec.knobs],
         "points": points,
-        "num_images": len(rows) // len(points),
+        "num_images": n_images,
         "bpsp_est": float(np.mean([r["bpsp_est"] for r in rows])),
         "gain_bpsp_vs_first_point": gains,
-        "classical": classical,
+        "classical": {c: float(np.mean(v)) for c, v in classical.items()},
         "classical_versions": versions(),
         "bit_exact": True,
         **settings.extra_meta,

@@ -1,14 +1,16 @@
-"""The lossy RD sweep of one set: real bitstreams for every image and knob value, metrics, BD-rate, plot.
+"""The lossy RD sweep: real bitstreams for every image and knob value, metrics, BD-rate, plot.
 
-Two-knob schemes (β-CALICE) sweep a grid; ``family`` names the knob whose values make separate curves
-(one per β), plotted together in one panel per metric. Perceptual metrics (LPIPS, DISTS) are measured
-per image; FID/KID on 256×256 patches only for sets with enough patches.
+``code_unit`` codes one image at every knob setting into records (``evaluation.records``); ``merge_set``
+builds a set's results from the records alone. Two-knob schemes (β-CALICE) sweep a grid; ``family`` names
+the knob whose values make separate curves (one per β), plotted together in one panel per metric.
+Perceptual metrics (LPIPS, DISTS) are measured per image; FID/KID on 256×256 patches from the Inception
+features saved per image, at merge time, only for sets with enough patches.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -18,10 +20,11 @@ from ctrlic.evaluation.bd_metrics import bd_meta
 from ctrlic.evaluation.bdrate import bd_rate_against
 from ctrlic.evaluation.files import bitstream_file, code_through_file, unpack_item
 from ctrlic.evaluation.plot import plot_rd, plot_rd_panels, split_family
+from ctrlic.evaluation.records import SetJob, image_digest
 from ctrlic.evaluation.references import find_reference_curve, load_reference_curves, reference_dir
 from ctrlic.evaluation.results import make_results
 from ctrlic.evaluation.settings import FidSettings, SweepSettings
-from ctrlic.metrics.distribution import PatchFID, PatchKID, count_patches, inception
+from ctrlic.metrics.distribution import fid_kid, inception, patch_features
 from ctrlic.metrics.perceptual import DISTS, LPIPS
 from ctrlic.metrics.quality import bits_per_pixel, ms_ssim, psnr, to_8bit
 
@@ -41,13 +44,14 @@ def metrics_device(settings: SweepSettings) -> torch.device:
     return torch.device(settings.metrics_device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def perceptual_networks(settings: SweepSettings) -> dict[str, torch.nn.Module]:
-    """The configured per-image metrics, by result key, on the metrics device."""
+def perceptual_networks(settings: SweepSettings, device: torch.device | None = None) -> dict[str, torch.nn.Module]:
+    """The configured per-image metrics, by result key, on ``device`` (default: the metrics device)."""
+    device = device or metrics_device(settings)
     nets = {}
     for attr, (key, cls) in PERCEPTUAL.items():
         options = getattr(settings, attr)
         if options:
-            nets[key] = cls(**({"net": "vgg"} if attr == "lpips_vgg" else {}), **options).to(metrics_device(settings))
+            nets[key] = cls(**({"net": "vgg"} if attr == "lpips_vgg" else {}), **options).to(device)
     return nets
 
 
@@ -84,59 +88,71 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
 
 
-def _sweep_set(codec: Codec, images: Sequence[Mapping], points: list[dict], out_dir: Path, set_name: str,
-               keep_bitstreams: bool, advance: Callable[[], None], perceptual: Mapping[str, torch.nn.Module],
-               fid: FidSettings | None, device: torch.device) -> tuple[list[dict], list[dict], dict]:
-    """Every knob setting on every image of one set (images are re-read per setting, not held in memory).
-
-    Returns (mean points, per-image rows, FID/KID note for ``meta``: patch count, or why skipped).
-    """
-    distribution, note = _distribution_metrics(images, fid, device)
-    means, per_image = [], []
-    for i, knobs in enumerate(points):
-        rows = []
-        for item in images:
-            x, name = unpack_item(item)
-            row, x_hat = _measure(codec, x, knobs, bitstream_file(out_dir, set_name, i, name), keep_bitstreams,
-                                  perceptual)
-            for metric in distribution:
-                metric.update(to_8bit(x_hat), x if i == 0 else None)  # originals once, kept across points
-            rows.append(row)
-            per_image.append({"image": name, "point": i, **knobs, **row})
-            advance()
-        means.append({**_mean(rows), **_compute_distribution(distribution), **knobs})
-    return means, per_image, note
+KIND = "lossy"
 
 
-def _distribution_metrics(images: Sequence[Mapping], fid: FidSettings | None,
-                          device: torch.device) -> tuple[list, dict]:
-    """FID and KID metrics for a set with enough patches, else none and the reason."""
+def measured(settings: SweepSettings) -> dict:
+    """The settings the records of an RD sweep depend on (besides codec, knobs and image)."""
+    fid = FidSettings(**settings.fid) if settings.fid else None
+    return {"lpips": settings.lpips, "lpips_vgg": settings.lpips_vgg, "dists": settings.dists,
+            "fid": None if fid is None else {"pretrained": fid.pretrained, "weights": fid.weights,
+                                             "patch_size": fid.patch_size}}
+
+
+class Tools:
+    """The metric networks of one coding process, on its metrics device."""
+
+    def __init__(self, settings: SweepSettings, device: str | torch.device | None = None) -> None:
+        self.device = torch.device(device) if device is not None else metrics_device(settings)
+        self.perceptual = perceptual_networks(settings, self.device)
+        self.fid = FidSettings(**settings.fid) if settings.fid else None
+        self.inception = inception(self.fid.pretrained, self.fid.weights).to(self.device) if self.fid else None
+
+
+def code_unit(codec: Codec, job: SetJob, index: int, item: Mapping, tools: Tools) -> int:
+    """Every knob setting of one image whose record is missing or stale; returns how many were coded."""
+    x, name = unpack_item(item)
+    store, digest = job.store, image_digest(x)
+    image = {"image": name, "index": index, "digest": digest, "shape": list(x.shape[-2:])}
+    if store.read(store.image_path(job.set_name, index)) != image:
+        store.write(store.image_path(job.set_name, index), image)
+    if tools.inception is not None and store.read_tensor(store.features_path(job.set_name, index, None)) is None:
+        store.write_tensor(store.features_path(job.set_name, index, None),
+                           patch_features(tools.inception, x, tools.fid.patch_size))
+    coded = 0
+    for i, knobs in enumerate(job.points):
+        path = store.point_path(job.set_name, index, i)
+        record = store.read(path)
+        features = store.features_path(job.set_name, index, i)
+        if (record and record["key"] == job.keys[i] and record["digest"] == digest
+                and (tools.inception is None or features.is_file())):
+            continue
+        row, x_hat = _measure(codec, x, knobs, bitstream_file(job.out_dir, job.set_name, i, name),
+                              job.keep_bitstreams, tools.perceptual)
+        if tools.inception is not None:
+            store.write_tensor(features, patch_features(tools.inception, to_8bit(x_hat), tools.fid.patch_size))
+        store.write(path, {"key": job.keys[i], "digest": digest, "image": name, "index": index, "point": i,
+                           "knobs": dict(knobs), "row": row})
+        coded += 1
+    return coded
+
+
+def _distribution(job: SetJob, n_images: int, fid: FidSettings | None) -> tuple[list[dict], dict]:
+    """FID and KID per knob setting from the saved patch features, or none and the reason (meta note)."""
     if fid is None:
-        return [], {}
-    patches = sum(count_patches(*unpack_item(item)[0].shape[-2:], fid.patch_size) for item in images)
+        return [{} for _ in job.points], {}
+    store = job.store
+    real = [store.read_tensor(store.features_path(job.set_name, i, None)) for i in range(n_images)]
+    patches = sum(len(f) for f in real)
     note = {"patches": patches, "min_patches": fid.min_patches, "patch_size": fid.patch_size}
     if patches < fid.min_patches:
-        return [], {**note, "reason": f"{patches} patches of {fid.patch_size}x{fid.patch_size} < min_patches="
-                                      f"{fid.min_patches}: too few for FID/KID"}
-    net = inception(fid.pretrained, fid.weights)
-    common = {"feature": net, "patch_size": fid.patch_size, "reset_real_features": False}
-    metrics = [PatchFID(**common), PatchKID(subsets=fid.kid_subsets, subset_size=min(fid.kid_subset_size, patches),
-                                            **common)]
-    return [m.to(device) for m in metrics], note
-
-
-def _compute_distribution(metrics: list) -> dict[str, float]:
-    """FID and KID (mean, std) of one RD point; resets the decoded side for the next point."""
-    values = {}
-    for metric in metrics:
-        with torch.no_grad():
-            result = metric.compute()
-        if isinstance(metric, PatchKID):
-            values["kid"], values["kid_std"] = float(result[0]), float(result[1])
-        else:
-            values["fid"] = float(result)
-        metric.reset()
-    return values
+        return [{} for _ in job.points], {**note, "reason": f"{patches} patches of {fid.patch_size}x{fid.patch_size} "
+                                                            f"< min_patches={fid.min_patches}: too few for FID/KID"}
+    values = []
+    for p in range(len(job.points)):
+        fake = [store.read_tensor(store.features_path(job.set_name, i, p)) for i in range(n_images)]
+        values.append(fid_kid(real, fake, fid.kid_subsets, min(fid.kid_subset_size, patches)))
+    return values, note
 
 
 def stored_parameters(codec: Codec) -> dict[str, int]:
@@ -149,15 +165,21 @@ def stored_parameters(codec: Codec) -> dict[str, int]:
     return counts
 
 
-def evaluate_set(codec: Codec, images: Sequence[Mapping], points: list[dict], out_dir: Path, set_name: str,
-                 settings: SweepSettings, advance: Callable[[], None]) -> tuple[dict, list[dict]]:
-    """One set at every knob setting: (results in CompressAI's format with ``meta``, per-image rows)."""
+def merge_set(codec: Codec, job: SetJob, n_images: int,
+              settings: SweepSettings) -> tuple[dict, list[dict]]:
+    """One set's results (CompressAI's format with ``meta``) and per-image rows, from its records alone."""
     fid = FidSettings(**settings.fid) if settings.fid else None
-    means, per_image, fid_note = _sweep_set(codec, images, points, out_dir, set_name, settings.save_bitstreams,
-                                            advance, perceptual_networks(settings), fid, metrics_device(settings))
-    dataset = settings.reference_dataset or guess_dataset(set_name)
+    distribution, fid_note = _distribution(job, n_images, fid)
+    means, per_image = [], []
+    for i, knobs in enumerate(job.points):
+        records = [job.store.read(job.store.point_path(job.set_name, index, i)) for index in range(n_images)]
+        rows = [r["row"] for r in records]
+        per_image += [{"image": r["image"], "point": i, **knobs, **r["row"]} for r in records]
+        means.append({**_mean(rows), **distribution[i], **knobs})
+    points = job.points
+    dataset = settings.reference_dataset or guess_dataset(job.set_name)
     meta = {
-        "dataset": set_name,
+        "dataset": job.set_name,
         "reference_dataset": dataset,
         "codec": codec.name,
         "weights_fingerprint": codec.fingerprint.hex(),
@@ -165,7 +187,7 @@ def evaluate_set(codec: Codec, images: Sequence[Mapping], points: list[dict], ou
         "entropy_tables": codec.entropy_tables,  # "checkpoint <digest>" or "rebuilt"
         "knobs": [k.name for k in codec.knobs],
         "points": points,
-        "num_images": len(per_image) // max(1, len(points)),
+        "num_images": n_images,
         "parameters": stored_parameters(codec),
         **({"family": settings.family, "grid": _grid(points)} if settings.family else {}),
         **({"fid": fid_note} if fid_note else {}),

@@ -133,7 +133,7 @@ def _chosen(images: Iterable[Mapping], settings: ReportSettings) -> list[tuple[s
     for item in images:
         x, name = unpack_item(item)
         if (not wanted and len(out) < settings.images) or name in wanted or Path(name).stem in wanted:
-            out.append((name, x.cpu()))
+            out.append((name, x[:1].cpu()))
         if not wanted and len(out) >= settings.images:
             break
     return out

@@ -13,10 +13,11 @@ lists have the same length. ``meta`` is optional on load (CompressAI's measured 
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ctrlic.utils.atomic_file import atomic_write
 
 # Keys used by older CompressAI files (and by TinyLIC) before the "-rgb" suffix was added.
 LEGACY_KEYS: dict[str, str] = {"psnr": "psnr-rgb", "ms-ssim": "ms-ssim-rgb"}
@@ -91,20 +92,12 @@ def validate_results(d: Any) -> None:
 
 
 def write_results(path: str | os.PathLike, d: dict) -> Path:
-    """Validate ``d`` and write it as pretty JSON; a temp file + os.replace keeps readers from seeing half a file."""
+    """Validate ``d`` and write it as pretty JSON, atomically (readers never see half a file)."""
     validate_results(d)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(d, indent=2) + "\n"
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path, prefix=".") as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def load_results(path: str | os.PathLike) -> dict:

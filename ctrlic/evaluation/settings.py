@@ -31,6 +31,11 @@ class SweepSettings:
     report: dict | None = None  # report.html: images, thumb_size, ... (evaluation.report_assets.ReportSettings)
     padding: str | None = None  # e.g. "centre-zero:128" (the authors' scripts); None: the codec's (ours: replicate)
     entropy_tables: str | None = None  # "checkpoint" or "rebuild" (codecs/entropy/tables.py); None: the codec's
+    workers: int | None = 1  # coding processes on this machine (None: one per GPU when GPUs are present, else 1)
+    shard: str | None = None  # "i/n": this job codes every n-th image from the i-th (a multirun over i = 0..n-1)
+    records: str | None = None  # per-image records (None: <output>/records; sharded multiruns share the sweep's)
+    threads: int | None = None  # torch threads per coding process (None: torch's, split between workers)
+    merge: str = "auto"  # auto: results once every record exists; only: merge the records, code nothing; never
     extra_meta: dict = field(default_factory=dict)
 
     def coding_options(self) -> dict[str, str]:

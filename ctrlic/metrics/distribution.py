@@ -103,3 +103,48 @@ class PatchKID(_Patches, KernelInceptionDistance):
                  feature: torch.nn.Module | None = None, **kwargs) -> None:
         super().__init__(feature=feature or inception(pretrained, weights), **kwargs)
         self.patch_size = patch_size
+
+
+@torch.no_grad()
+def patch_features(net: torch.nn.Module, x: Tensor, patch_size: int = PATCH) -> Tensor:
+    """Inception features (P, 2048) of the patches of one image (1, 3, H, W), float32 on the CPU.
+
+    The same uint8 patches the metrics' ``update`` feeds the network, so features saved per image and
+    combined later (:func:`fid_kid`) give the metrics' values.
+    """
+    patches = extract_patches(x, patch_size)
+    if not len(patches):
+        return torch.zeros(0, getattr(net, "num_features", FEATURES))
+    device = next(net.parameters()).device
+    return net(_to_uint8(patches).to(device)).float().cpu()
+
+
+class _Given(torch.nn.Module):
+    """A stand-in feature extractor: the features are given, not computed."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features
+
+
+def fid_kid(real: list[Tensor], fake: list[Tensor], kid_subsets: int, kid_subset_size: int,
+            seed: int = 0) -> dict[str, float]:
+    """FID and KID (mean, std) from per-image patch features, fed in list order; KID's random subsets drawn
+    from a generator seeded with ``seed`` (the same figures on every run)."""
+    width = next((f.shape[1] for f in [*real, *fake] if len(f)), FEATURES)
+    fid = FrechetInceptionDistance(feature=_Given(width))
+    kid = KernelInceptionDistance(feature=_Given(width), subsets=kid_subsets, subset_size=kid_subset_size)
+    for metric in (fid, kid):
+        for features in real:
+            if len(features):
+                metric.update(features, real=True)
+        for features in fake:
+            if len(features):
+                metric.update(features, real=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std)}

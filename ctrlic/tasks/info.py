@@ -27,7 +27,7 @@ def parameter_counts(codec: Codec, trainable_ids: set[int]) -> dict[str, dict[st
 
 def trained_parameter_ids(codec: Codec) -> set[int]:
     """What training would update: the control scheme's parameters, or (None) the whole backbone."""
-    chosen = codec.control.trainable_parameters(codec.backbone)
+    chosen = codec.control.trainable_parameters()
     return {id(p) for p in (codec.backbone.parameters() if chosen is None else chosen)}
 
 

@@ -1,5 +1,6 @@
 """Real jobs through sbatch on the local cluster: a two-job sweep, and a preempted job that is
-requeued and continues where it stopped (``resume=auto``, same run directory, same W&B run)."""
+requeued and continues where it stopped (``resume=auto``, same run directory, same W&B run), and a sharded
+evaluation as a job array whose merged results equal a local run."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from ctrlic.callbacks.preemption import PREEMPTED_CHECKPOINT
+from ctrlic.codecs.build import export_codec
+from ctrlic.tasks.evaluate import shared_folder
 from ctrlic.utils.wandb_logger import run_id_for
 from tests.conftest import ROOT, SMOKE, run_cli
+from tests.helpers_eval import codec, comparable
 from tests.helpers_resume import by_step, read_steps
 from tests.helpers_wandb import history_rows, run_info
 
@@ -128,3 +133,25 @@ def test_preempted_job_checkpoints_is_requeued_and_continues_at_the_same_step(sl
     assert {run_info(f).run_id for f in attempts} == {run_id_for(run_dir)}
     logged = [[row["trainer/global_step"] for row in history_rows(f) if "train/loss" in row] for f in attempts]
     assert logged == [list(range(k)), list(range(k, MAX_STEPS))]
+
+
+def test_sharded_evaluation_as_a_job_array_merges_to_the_local_results(slurm, tmp_path):
+    ckpt = export_codec(codec(), tmp_path / "codec.pt")
+    evaluation = ("task=eval", f"ckpt_path={ckpt}", *SMOKE, "data.eval_crop=64", "data.eval_limit=null",
+                  "eval.points=[{alpha:0.0},{alpha:1.0}]", "eval.threads=1", "eval.report.enabled=false")
+    run_cli(*evaluation, f"hydra.run.dir={tmp_path / 'local'}")
+    sweep = tmp_path / "sweep"
+    run_cli("-m", *evaluation, "eval.shard=0/2,1/2", *LAUNCHER, f"hydra.sweep.dir={sweep}", env=slurm.env)
+
+    logs = job_logs(sweep)
+    array = next(iter(logs)).split("_")[0]
+    assert sorted(logs) == [f"{array}_0", f"{array}_1"]  # one job array, one task per shard
+    assert "#SBATCH --array=0-1%2\n" in (sweep / ".submitit" / array / f"{array}_submission.sh").read_text()
+    for i, text in enumerate(logs.values()):
+        assert f"shard {i}/2: 4 record(s) coded, 0 reused" in text and "Job completed successfully" in text
+    (merged,) = [p.parent for p in sweep.glob("*/results.json")]  # the folder both shards share
+    for job in ("0", "1"):  # named by each job's overrides but its shard
+        overrides = yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
+        assert merged.name == shared_folder([o for o in overrides if o != f"eval.shard={job}/2"])
+    assert sum("results: " in text for text in logs.values()) == 1  # one shard merged
+    assert comparable(merged) == comparable(tmp_path / "local")

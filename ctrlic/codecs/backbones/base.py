@@ -18,7 +18,7 @@ from compressai.models import CompressionModel
 from torch import Tensor
 
 from ctrlic.codecs.bitstream import BitstreamError
-from ctrlic.codecs.entropy import rans
+from ctrlic.codecs.entropy import bit_map, rans
 
 #: what a backbone can offer a control scheme; ``Backbone.capabilities`` declares which it has and
 #: ``ControlScheme.requires`` which a scheme needs (checked when the scheme attaches)
@@ -149,3 +149,12 @@ class GaussianCoder(Backbone):
     def latent_channels(self) -> dict[str, int]:
         """Channels of y and of z: the widths of per-channel gain vectors."""
         return {"y": int(self.M), "z": int(self.entropy_bottleneck.channels)}
+
+    def code_z(self, z: Tensor) -> tuple[bytes, Tensor]:
+        """The hyper-latent's section and ẑ as the decoder will see it (added to a bit map when one records)."""
+        z_string = rans.compress_bottleneck(self.entropy_bottleneck, z)
+        bit_map.record_bottleneck("z", self.entropy_bottleneck, z)
+        return z_string, rans.decompress_bottleneck(self.entropy_bottleneck, z_string, z.shape[-2:])
+
+    def check_sections(self, sections: Sequence[bytes], height: int, width: int) -> None:
+        check_hyperprior_sections(sections, height, width, self.M, self.entropy_bottleneck.channels)

@@ -16,7 +16,7 @@ from compressai.layers import conv3x3
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-from ctrlic.codecs.backbones.base import GaussianCoder, check_hyperprior_sections, fp32
+from ctrlic.codecs.backbones.base import GaussianCoder, fp32
 from ctrlic.codecs.entropy import bit_map, rans
 from ctrlic.codecs.entropy.gaussian import straight_through
 from ctrlic.codecs.entropy.robust import parameter_space
@@ -132,9 +132,7 @@ class ChannelAutoregressive(GaussianCoder):
             gc = self.gaussian_conditional
             table = gc.scale_table
             y, z = y.float(), z.float()
-            z_string = rans.compress_bottleneck(self.entropy_bottleneck, z)
-            bit_map.record_bottleneck("z", self.entropy_bottleneck, z)  # bit-allocation map (no-op unless recording)
-            z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string, z.shape[-2:])
+            z_string, z_hat = self.code_z(z)
             y_slices = y.to(table.device, table.dtype).chunk(self.num_slices, dim=1)
 
             def code(i: int, mu: Tensor, scale: Tensor) -> Tensor:
@@ -148,8 +146,6 @@ class ChannelAutoregressive(GaussianCoder):
             tables = rans.tables_of(gc)
         return [rans.encode(symbols, indexes, tables, "y"), z_string]
 
-    def check_sections(self, sections: list[bytes], height: int, width: int) -> None:
-        check_hyperprior_sections(sections, height, width, self.M, self.entropy_bottleneck.channels)
 
     @torch.no_grad()
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ctrlic.codecs.backbones.base import GaussianCoder, check_hyperprior_sections, fp32
+from ctrlic.codecs.backbones.base import GaussianCoder, fp32
 from ctrlic.codecs.entropy import bit_map, rans
 from ctrlic.codecs.entropy.scale_table import scale_indexes
 
@@ -33,17 +33,13 @@ class MeanScaleCoder(GaussianCoder):
     def encode(self, x: Tensor) -> list[bytes]:
         y = self.g_a(x)
         z = self.h_a(y)
-        z_string = rans.compress_bottleneck(self.entropy_bottleneck, z)
-        bit_map.record_bottleneck("z", self.entropy_bottleneck, z)  # bit-allocation map (no-op unless recording)
-        z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string, z.shape[-2:])
+        z_string, z_hat = self.code_z(z)
         scales, means = self.h_s(z_hat).chunk(2, 1)
         indexes = scale_indexes(self.gaussian_conditional, scales)
         y_string = rans.compress_gaussian(self.gaussian_conditional, y, indexes, means)
         bit_map.record_gaussian("y", self.gaussian_conditional, y, indexes, means, scales)
         return [y_string, z_string]
 
-    def check_sections(self, sections: list[bytes], height: int, width: int) -> None:
-        check_hyperprior_sections(sections, height, width, self.M, self.entropy_bottleneck.channels)
 
     @torch.no_grad()
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:

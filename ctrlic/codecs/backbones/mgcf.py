@@ -20,8 +20,9 @@ from ctrlic.codecs.backbones.base import Backbone, fp32
 from ctrlic.codecs.bitstream import BitstreamError
 from ctrlic.codecs.entropy import bit_map
 from ctrlic.codecs.lossless import mixture, scan
-from ctrlic.codecs.lossless.cci import CachedScan, single_thread
+from ctrlic.codecs.lossless.cci import CachedScan
 from ctrlic.codecs.lossless.coder import Decoder, Encoder, stream_bounds
+from ctrlic.utils.threads import single_thread
 
 
 class MaskedConv(nn.Conv2d):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ctrlic.codecs.backbones.base import GaussianCoder, check_hyperprior_sections, fp32
+from ctrlic.codecs.backbones.base import GaussianCoder, fp32
 from ctrlic.codecs.entropy import bit_map, rans
 from ctrlic.codecs.entropy.robust import coding_tensor, parameter_space
 from ctrlic.codecs.entropy.scale_table import scale_indexes
@@ -65,9 +65,7 @@ class WavefrontCoder(GaussianCoder):
     def encode(self, x: Tensor) -> list[bytes]:
         y = self.g_a(x)
         z = self.h_a(y)
-        z_string = rans.compress_bottleneck(self.entropy_bottleneck, z)
-        bit_map.record_bottleneck("z", self.entropy_bottleneck, z)  # bit-allocation map (no-op unless recording)
-        z_hat = rans.decompress_bottleneck(self.entropy_bottleneck, z_string, z.shape[-2:])
+        z_string, z_hat = self.code_z(z)
         with parameter_space(self):
             return self._encode_y(coding_tensor(self, y[0]), self._hyper(coding_tensor(self, z_hat))) + [z_string]
 
@@ -88,8 +86,6 @@ class WavefrontCoder(GaussianCoder):
             bit_map.record_rans("y", gc, symbols[-1], indexes[-1], (rows, cols), (height, width), scales=scales)
         return [rans.encode(symbols, indexes, rans.tables_of(gc), "y")]
 
-    def check_sections(self, sections: list[bytes], height: int, width: int) -> None:
-        check_hyperprior_sections(sections, height, width, self.M, self.entropy_bottleneck.channels)
 
     @torch.no_grad()
     def decode(self, sections: list[bytes], height: int, width: int) -> Tensor:

@@ -21,6 +21,7 @@ import torch
 from compressai.entropy_models import GaussianConditional
 from torch import Tensor, nn
 
+from ctrlic.codecs.entropy.gaussian import ScaledGaussianConditional
 from ctrlic.errors import UserError
 
 #: CompressAI's table (compressai.models.base.get_scale_table): 64 scales, log-spaced over [0.11, 256]
@@ -37,9 +38,9 @@ class ScaleTableError(UserError):
 
 
 def scale_indexes(conditional, scales: Tensor) -> Tensor:
-    """int32 CDF indexes of ``scales`` under ``conditional``'s table (``build_indexes``, faster); a
-    conditional that codes on another scale (QVRF's σ·a) says so by ``coding_scales``."""
-    if hasattr(conditional, "coding_scales"):
+    """int32 CDF indexes of ``scales`` under ``conditional``'s table (``build_indexes``, faster); QVRF's
+    scaled conditional codes on the scale σ·a (``ScaledGaussianConditional.coding_scales``)."""
+    if isinstance(conditional, ScaledGaussianConditional):
         scales = conditional.coding_scales(scales)
     scales = conditional.lower_bound_scale(scales)
     table = conditional.scale_table[:-1]

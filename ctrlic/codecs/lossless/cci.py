@@ -8,9 +8,6 @@ of a position depend only on earlier steps, so the cached values equal the full 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -30,17 +27,6 @@ def _cpu(module: nn.Module) -> tuple[Tensor, Tensor]:
     """Weight (1×1 convolutions flattened to matrices) and bias of a layer, detached, on the CPU, float32."""
     weight = module.weight.detach().float().cpu()
     return (weight.flatten(1) if weight.dim() == 4 else weight), module.bias.detach().float().cpu()
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one CPU thread, so reductions happen in the same order whatever the machine's setting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class CachedScan:
