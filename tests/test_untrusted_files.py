@@ -136,12 +136,13 @@ def test_our_training_checkpoints_load_with_weights_only(smoke_run):
 
 
 def test_omegaconf_hyperparameters_are_saved_as_plain_data(tmp_path):
-    module = RDModule(build_codec(_conf("backbone", "cheng2020_attn", size="tiny")), scheduler=OmegaConf.create({"name": "cosine", "eta_min": 0.0}))
-    checkpoint = {"hyper_parameters": dict(module.hparams), "hparams_type": type(module.hparams["scheduler"])}
+    knobs = OmegaConf.create([{"alpha": 0.5}, {"alpha": 1.0}])  # as Hydra passes a config list
+    module = RDModule(build_codec(_conf("backbone", "cheng2020_attn", size="tiny")), val_knobs=knobs)
+    checkpoint = {"hyper_parameters": dict(module.hparams), "hparams_type": type(module.hparams["val_knobs"])}
     module.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, tmp_path / "c.ckpt")
     loaded = torch.load(tmp_path / "c.ckpt", weights_only=True)
-    assert loaded["hyper_parameters"]["scheduler"] == {"name": "cosine", "eta_min": 0.0}
+    assert loaded["hyper_parameters"]["val_knobs"] == [{"alpha": 0.5}, {"alpha": 1.0}]
     assert "hparams_type" not in loaded
 
 

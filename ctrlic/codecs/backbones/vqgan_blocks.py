@@ -33,6 +33,8 @@ class SpatialNorm(nn.Module):
             return self.norm_layer(f) * self.conv_y(zq) + self.conv_b(zq)
         norm = self.norm_layer(f)
         y, shift = (conv(zq)[:, :, :, None, :, None] for conv in (self.conv_y, self.conv_b))
+        if torch.is_grad_enabled() and (norm.requires_grad or y.requires_grad):  # training: out= has no autograd
+            return (norm.view(b, c, zh, s, zw, s) * y + shift).view(b, c, fh, fw)
         out = torch.empty_like(norm)  # in norm's memory format, which later kernels take their path from
         blocks = out.view(b, c, zh, s, zw, s)
         torch.mul(norm.view(b, c, zh, s, zw, s), y, out=blocks)
