@@ -24,10 +24,11 @@ KERNEL = 5
 PAD = KERNEL // 2
 
 
-def wavefronts(height: int, width: int):
-    """Yield (rows, cols) index tensors of the positions coded together, in coding order."""
+def wavefronts(height: int, width: int, device: torch.device | str | None = None):
+    """Yield (rows, cols) index tensors of the positions coded together, in coding order, on ``device``
+    (where the latent being coded lives)."""
     for t in range(3 * (height - 1) + width):
-        h = torch.arange(max(0, -(-(t - width + 1) // 3)), min(height - 1, t // 3) + 1)
+        h = torch.arange(max(0, -(-(t - width + 1) // 3)), min(height - 1, t // 3) + 1, device=device)
         yield h, t - 3 * h
 
 
@@ -77,7 +78,7 @@ class WavefrontCoder(GaussianCoder):
         ctx = self._context_operator()
         gc = self.gaussian_conditional
         symbols, indexes = [], []
-        for rows, cols in wavefronts(height, width):
+        for rows, cols in wavefronts(height, width, y.device):
             scales, means = self._gaussian_params(y_hat, params, rows, cols, ctx)
             y_q = gc.quantize(y[:, rows, cols], "symbols", means)
             y_hat[:, rows + PAD, cols + PAD] = gc.dequantize(y_q, means)
@@ -102,7 +103,7 @@ class WavefrontCoder(GaussianCoder):
         gc = self.gaussian_conditional
         tables = rans.tables_of(gc)
         decoder = rans.StreamDecoder(y_string, self.M * y_h * y_w, "y")
-        for rows, cols in wavefronts(y_h, y_w):
+        for rows, cols in wavefronts(y_h, y_w, params.device):
             scales, means = self._gaussian_params(y_hat, params, rows, cols, ctx)
             values = decoder.decode(scale_indexes(gc, scales).flatten().tolist(), *tables)
             y_q = torch.tensor(values, dtype=torch.int32, device=means.device).reshape(means.shape)
