@@ -214,7 +214,9 @@ class TIC(WavefrontCoder):
         return self.h_s(z_hat)[0]
 
     def _context_operator(self) -> Tensor:
-        return self._taps
+        """The window's taps where the context model computes (CPU on the ``cpu64`` path, whose float64
+        copies of the entropy-parameter modules leave this backbone's own buffers where they are)."""
+        return self._taps.to(next(self.context_prediction.parameters()).device)
 
     def _gaussian_params(self, y_hat: Tensor, params: Tensor, rows: Tensor, cols: Tensor,
                          taps: Tensor) -> tuple[Tensor, Tensor]:
