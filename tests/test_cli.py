@@ -100,6 +100,7 @@ def test_eval_evaluates_a_lossless_codec(lossless_model, tmp_path, home):  # noq
     assert (tmp_path / "ev" / "bpsp.png").is_file() and (tmp_path / "ev" / "per_image.csv").is_file()
 
 
+@pytest.mark.slow  # ~27 s; tests/test_padding.py covers every padding in-process
 def test_compress_pads_as_asked_and_decompress_crops_back(models, tmp_path, home):  # noqa: F811
     image = kodak_crop(tmp_path / "odd.png", height=99, width=131)
     proc = ctrlic("compress", image, tmp_path / "out.ctl", "--model", models["model"], "--alpha", "0.5",

@@ -10,6 +10,7 @@ from ctrlic.evaluation.results import load_results
 from tests.conftest import run_cli
 
 
+@pytest.mark.slow  # ~60 s; the Slurm tests send the submitit launcher through sbatch in the default suite
 def test_two_job_multirun_through_submitit_local_writes_two_results(tmp_path):
     run_cli("-m", "hydra/launcher=submitit_local", "experiment=demo", "debug=smoke", "data.eval_limit=1",
             "module.lmbda=0.0067,0.025", f"hydra.sweep.dir={tmp_path}")  # not 0.013: smoke_run trains that one

@@ -82,6 +82,7 @@ def test_malicious_pickle_as_ckpt_path_never_runs(task, smoke_run, tmp_path):
     assert not (tmp_path / "x.codec").exists() and not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow  # ~23 s; the other trust_pickle tests cover the opt-in
 def test_trust_pickle_true_lets_export_and_training_use_an_old_pickled_checkpoint(smoke_run, smoke_codec, tmp_path):
     marker = tmp_path / "marker"
     evil = save_with_marker(training_checkpoint(smoke_run), tmp_path / "evil.ckpt", marker)
