@@ -31,8 +31,8 @@ browser:  ## headless Chromium for the report's browser test (Debian's package; 
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
 		|| echo "could not install chromium: tests/test_report.py's browser test will be skipped"
 
-test: install browser  ## the default test suite (CPU, two processes, each test file in one; the GPU suite is skipped, with the reason)
-	$(PY) -m pytest -q -rs -n 2 --dist loadfile
+test: install browser  ## the default test suite (fast, CPU; the GPU suite is skipped, with the reason)
+	$(PY) -m pytest -q -rs
 
 test-slow: install  ## the long tests: paper-size models
 	$(PY) -m pytest -q -m slow
