@@ -33,6 +33,17 @@ class Transforms:
     scale_support: SupportHook
 
 
+def _slice_parameters(model: nn.Module, net: Transforms, i: int, latent_means: Tensor, latent_scales: Tensor,
+                      y_hat_slices: list[Tensor], height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Slice i's mean support, means and CDF indexes from the hyper-latent and the decoded slices."""
+    support = y_hat_slices[: model.max_support_slices]
+    mean_support = net.mean_support(i, torch.cat([latent_means, *support], dim=1))
+    mu = model.cc_mean_transforms[i](mean_support)[:, :, :height, :width]
+    scale_support = net.scale_support(i, torch.cat([latent_scales, *support], dim=1))
+    scale = model.cc_scale_transforms[i](scale_support)[:, :, :height, :width]
+    return mean_support, mu, model.gaussian_conditional.build_indexes(scale)
+
+
 @torch.no_grad()
 def encode(model: nn.Module, net: Transforms, x: Tensor) -> list[bytes]:
     """[y string, z string] of a padded image, the authors' way."""
@@ -51,12 +62,8 @@ def encode(model: nn.Module, net: Transforms, x: Tensor) -> list[bytes]:
     indexes: list[int] = []
     y_hat_slices: list[Tensor] = []
     for i, y_slice in enumerate(y.chunk(model.num_slices, 1)):
-        support = y_hat_slices[: model.max_support_slices]
-        mean_support = net.mean_support(i, torch.cat([latent_means, *support], dim=1))
-        mu = model.cc_mean_transforms[i](mean_support)[:, :, :height, :width]
-        scale_support = net.scale_support(i, torch.cat([latent_scales, *support], dim=1))
-        scale = model.cc_scale_transforms[i](scale_support)[:, :, :height, :width]
-        index = gc.build_indexes(scale)
+        mean_support, mu, index = _slice_parameters(model, net, i, latent_means, latent_scales, y_hat_slices,
+                                                    height, width)
         y_q = gc.quantize(y_slice, "symbols", mu)
         y_hat_slice = y_q + mu
         symbols.extend(y_q.reshape(-1).tolist())
@@ -82,12 +89,8 @@ def decode(model: nn.Module, net: Transforms, sections: list[bytes], z_shape: tu
     decoder.set_stream(y_string)
     y_hat_slices: list[Tensor] = []
     for i in range(model.num_slices):
-        support = y_hat_slices[: model.max_support_slices]
-        mean_support = net.mean_support(i, torch.cat([latent_means, *support], dim=1))
-        mu = model.cc_mean_transforms[i](mean_support)[:, :, :height, :width]
-        scale_support = net.scale_support(i, torch.cat([latent_scales, *support], dim=1))
-        scale = model.cc_scale_transforms[i](scale_support)[:, :, :height, :width]
-        index = gc.build_indexes(scale)
+        mean_support, mu, index = _slice_parameters(model, net, i, latent_means, latent_scales, y_hat_slices,
+                                                    height, width)
         values = decoder.decode_stream(index.reshape(-1).tolist(), cdf, cdf_lengths, offsets)
         y_hat_slice = gc.dequantize(torch.Tensor(values).reshape(mu.shape), mu)
         lrp = model.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))

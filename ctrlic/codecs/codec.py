@@ -15,7 +15,7 @@ from ctrlic.codecs.backbones.base import Backbone
 from ctrlic.codecs.control.base import ControlScheme, FixedRate
 from ctrlic.codecs.entropy import robust, scale_table, tables
 from ctrlic.codecs.finite import check_weights
-from ctrlic.codecs.layout import SIDE, TILE, check_bitstream, check_decoded
+from ctrlic.codecs.layout import SIDE, TILE, Layout, check_bitstream, check_decoded
 from ctrlic.codecs.padding import EXTRAS_KEY as PAD
 from ctrlic.codecs.padding import Padding
 from ctrlic.codecs.tiling import (
@@ -246,17 +246,16 @@ class Codec(nn.Module):
         header, sections = bitstream.parse(data) if isinstance(data, bytes | bytearray) else data
         layout = check_bitstream(self, header, sections)
         values = self.set_knobs(header.knobs)
-        n_side = int(header.extras.get(SIDE, 0))
-        path = str(header.extras.get(robust.EXTRAS_KEY, "native"))
+        path = layout.entropy_path
         try:
             robust.check_path(path, self.backbone.robust_entropy)
         except robust.EntropyPathError as exc:
             raise bitstream.BitstreamError(f"the bitstream asks for entropy path {path!r}: {exc}") from None
         self._use_tables(self._tables_for(header))
-        self.control.decode_side(sections[:n_side], values)
+        self.control.decode_side(sections[:layout.side], values)
         try:
             with robust.entropy_path(self.backbone, path), scale_table.levels_of(self.backbone, layout.scale_levels):
-                return check_decoded(self._decode_image(sections[n_side:], header, layout.padding))
+                return check_decoded(self._decode_image(sections[layout.side:], header, layout))
         finally:
             self.control.release()
 
@@ -273,15 +272,14 @@ class Codec(nn.Module):
                 f"hold ({holds}); decode it with the checkpoint file that coded it")
         return True
 
-    def _decode_image(self, sections: list[bytes], header: bitstream.Header, padding: Padding) -> Tensor:
-        """Decode the image sections, whole or tile by tile as the header says, and crop the padding away."""
-        h, w = header.height, header.width
+    def _decode_image(self, sections: list[bytes], header: bitstream.Header, layout: Layout) -> Tensor:
+        """Decode the image sections, whole or tile by tile as the checked layout says, and crop the padding."""
+        h, w, padding = header.height, header.width, layout.padding
 
         def decode(part: list[bytes], th: int, tw: int) -> Tensor:
             return padding.crop(self.backbone.decode(part, *padding.padded_size(th, tw)), th, tw)
 
-        if TILE not in header.extras:
+        if layout.tile is None:
             return decode(sections, h, w)
-        tile, per_tile = (int(v) for v in header.extras[TILE])
         out = torch.empty(1, 3, h, w, device=next(self.backbone.parameters()).device)
-        return decode_tiles(decode, sections, h, w, tile, per_tile, out)
+        return decode_tiles(decode, sections, h, w, layout.tile, layout.per_tile, out)
