@@ -19,8 +19,10 @@ def test_second_training_into_the_same_run_dir_is_refused(tmp_path):
                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
     try:
         deadline = time.monotonic() + 300
+        written = tmp_path / ".hydra" / "overrides.yaml"  # Hydra writes it after config.yaml
         while not (tmp_path / LOCK_NAME).is_file() or \
-                not (tmp_path / LOCK_NAME).read_text().startswith(f"pid {first.pid} "):
+                not (tmp_path / LOCK_NAME).read_text().startswith(f"pid {first.pid} ") or \
+                not (written.is_file() and written.stat().st_size):
             assert first.poll() is None, "the first training ended before it took the lock"
             assert time.monotonic() < deadline, "the first training never took the lock"
             time.sleep(0.5)
