@@ -1,14 +1,15 @@
-"""Shared fixtures: the real CLI in a subprocess, and the trained runs and models reused by many tests
-(each trained once per session)."""
+"""Shared fixtures: the real CLI in a process of its own (forked from one that has done the imports:
+tests/forked.py), and the trained runs and models reused by many tests (each trained once per session)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests import forked
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,8 +18,7 @@ def run_cli(*overrides: str, timeout: int = 600, check: bool = True, env: dict |
             script: str = "run.py") -> subprocess.CompletedProcess:
     """Run ``python run.py OVERRIDES`` from the repository root; fail with its output on error."""
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", "WANDB_SILENT": "true", **(env or {})}
-    proc = subprocess.run([sys.executable, script, *overrides], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    proc = forked.run(script, overrides, env=full_env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {' '.join(overrides)} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

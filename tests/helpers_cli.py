@@ -4,13 +4,10 @@ tests/conftest.py) and its twin with other weights, test images in odd formats, 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from PIL import Image
 
 from ctrlic.codecs.build import build_codec, export_codec
 from ctrlic.datamodules.image_io import load_rgb8, to_tensor
+from tests import forked
 from tests.conftest import ROOT
 from tests.helpers_calice import KODAK
 
@@ -43,11 +41,13 @@ def lossless_model(tmp_path_factory) -> Path:
 
 
 def ctrlic(*args: str | Path, home: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the installed ``ctrlic`` console script; ``home`` isolates its model index."""
-    script = shutil.which("ctrlic", path=str(Path(sys.executable).parent))
-    assert script, "the ctrlic console script is not installed: pip install -e ."
-    env = {**os.environ, "CTRLIC_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([script, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+    """Run the ``ctrlic`` command (``ctrlic.cli:main``, the console script's entry) in a process of its own;
+    ``home`` isolates its model index."""
+    return forked.run("ctrlic", args, env=_env(home), timeout=timeout)
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {**os.environ, "CTRLIC_HOME": str(home), "OMP_NUM_THREADS": "1"}
 
 
 def kodak_crop(path: Path, height: int = 128, width: int = 192) -> Path:
@@ -76,23 +76,6 @@ def odd_format_images(folder: Path) -> dict[str, Path]:
     return out
 
 
-#: runs ``ctrlic.cli.main`` once per argv list read from stdin (JSON) and prints each exit code and output
-_MANY = """
-import contextlib, io, json, sys
-from ctrlic.cli import main
-results = []
-for argv in json.load(sys.stdin):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    results.append({"argv": argv, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
-    print(json.dumps(results[-1]), flush=True)
-"""
-
-
 @dataclass
 class Outcome:
     """What one ``ctrlic`` command did: exit code and output."""
@@ -106,31 +89,30 @@ class Outcome:
 def ctrlic_many(calls: Sequence[Sequence[str | Path]], home: Path, timeout: int = 600, *,
                 data_limit: int | None = None, file_limit: int | None = None,
                 umask: int | None = None) -> list[Outcome]:
-    """Run many ``ctrlic`` commands through the real entry point ``ctrlic.cli.main``, one after another in ONE
-    fresh process (seconds instead of a process start each). ``data_limit`` caps its heap (RLIMIT_DATA),
-    ``file_limit`` the size of any file it writes (RLIMIT_FSIZE: writes beyond fail as on a full disk).
+    """Run many ``ctrlic`` commands one after another, each in a process of its own. ``data_limit`` caps each
+    process's heap (RLIMIT_DATA), ``file_limit`` the size of any file it writes (RLIMIT_FSIZE: writes beyond
+    fail as on a full disk).
 
-    RLIMIT_DATA rather than RLIMIT_AS: importing torch alone maps about 3.2 GB of address space, so an
-    address-space cap low enough to catch a runaway allocation would stop the import itself.
+    RLIMIT_DATA rather than RLIMIT_AS: torch alone maps about 3.2 GB of address space, so an address-space
+    cap low enough to catch a runaway allocation would stop any torch process.
     """
-    def cap() -> None:
-        if data_limit is not None:
-            resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
-        if file_limit is not None:
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
-            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
-        if umask is not None:
-            os.umask(umask)
+    setup = functools.partial(_limits, data_limit, file_limit, umask)
+    outcomes = []
+    for call in calls:
+        proc = forked.run("ctrlic", call, env=_env(home), timeout=timeout, setup=setup)
+        outcomes.append(Outcome(proc.args[1:], proc.returncode, proc.stdout, proc.stderr))
+    return outcomes
 
-    env = {**os.environ, "CTRLIC_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    argvs = [[str(a) for a in call] for call in calls]
-    proc = subprocess.run([sys.executable, "-c", _MANY], input=json.dumps(argvs), capture_output=True, text=True,
-                          timeout=timeout, env=env, preexec_fn=cap)
-    done = [Outcome(**json.loads(line)) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert proc.returncode == 0 and len(done) == len(argvs), (
-        f"the command process died (exit {proc.returncode}) after {len(done)} of {len(argvs)} commands, at "
-        f"{argvs[len(done)] if len(done) < len(argvs) else '-'}:\n{proc.stderr[-3000:]}")
-    return done
+
+def _limits(data_limit: int | None, file_limit: int | None, umask: int | None) -> None:
+    """In the command's process, before it runs: the caps ``ctrlic_many`` was asked for."""
+    if data_limit is not None:
+        resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
+    if file_limit is not None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+    if umask is not None:
+        os.umask(umask)
 
 
 def assert_one_error_line(outcome: Outcome, match: str) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import torch
 
 from ctrlic.callbacks.preemption import PREEMPTED_CHECKPOINT
-from tests.conftest import ROOT, SMOKE, run_cli
+from tests import forked
+from tests.conftest import SMOKE, run_cli
 from tests.helpers_resume import by_step, read_steps
 
 MAX_STEPS = 6
@@ -27,17 +26,16 @@ def _overrides(run_dir, record, delay_s: float) -> list[str]:
 
 def test_usr2_checkpoints_after_the_step_ends_the_run_and_resume_continues_there(tmp_path):
     run_dir, record = tmp_path / "run", tmp_path / "steps.jsonl"
-    proc = subprocess.Popen([sys.executable, "run.py", *_overrides(run_dir, record, delay_s=1.0)], cwd=ROOT,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = forked.start("run.py", _overrides(run_dir, record, delay_s=1.0),
+                        env={**os.environ, "PYTHONWARNINGS": "ignore"})
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if record.exists() and any(e["step"] >= 1 for e in read_steps(record)):
             proc.send_signal(signal.SIGUSR2)
             break
         time.sleep(0.05)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGUSR2, f"the run did not end on USR2 ({proc.returncode}): {err[-3000:]}"
+    ended = proc.wait(timeout=120)
+    assert ended.returncode == -signal.SIGUSR2, f"the run did not end on USR2 ({ended.returncode}): {ended.stderr[-3000:]}"
     saved = torch.load(run_dir / "checkpoints" / PREEMPTED_CHECKPOINT, map_location="cpu", weights_only=False)
     k = saved["global_step"]
     entries = read_steps(record)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -14,7 +12,8 @@ import torch
 
 from ctrlic.utils.checkpoint_io import PARTIAL_PREFIX, AtomicCheckpointIO
 from ctrlic.utils.resume import ResumeError, checkpoint_to_resume, newest_checkpoint
-from tests.conftest import ROOT, SMOKE, run_cli
+from tests import forked
+from tests.conftest import SMOKE, run_cli
 from tests.helpers_resume import by_step, read_steps
 
 CHECKPOINT_EVERY, MAX_STEPS = 3, 8
@@ -56,8 +55,7 @@ def _overrides(run_dir, record, delay_s: float) -> list[str]:
 def _kill_after_first_checkpoint(run_dir, record) -> int:
     """Start a run, SIGKILL it two steps after its first periodic checkpoint; returns its pid."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "run.py", *_overrides(run_dir, record, delay_s=0.5)], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = forked.start("run.py", _overrides(run_dir, record, delay_s=0.5), env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         started = [e["step"] for e in read_steps(record)] if record.exists() else []
@@ -66,8 +64,8 @@ def _kill_after_first_checkpoint(run_dir, record) -> int:
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.02)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run was not killed ({proc.returncode}): {err[-3000:]}"
+    ended = proc.wait(timeout=60)
+    assert ended.returncode == -signal.SIGKILL, f"the run was not killed ({ended.returncode}): {ended.stderr[-3000:]}"
     return proc.pid
 
 

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 from ctrlic.utils.run_lock import LOCK_NAME, run_dir_lock
-from tests.conftest import ROOT, SMOKE, run_cli
+from tests import forked
+from tests.conftest import SMOKE, run_cli
 
 
 def test_second_training_into_the_same_run_dir_is_refused(tmp_path):
-    first = subprocess.Popen([sys.executable, "run.py", *SMOKE, "trainer.max_steps=100000",
-                              "trainer.val_check_interval=100000", f"hydra.run.dir={tmp_path}"],
-                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    first = forked.start("run.py", [*SMOKE, "trainer.max_steps=100000", "trainer.val_check_interval=100000",
+                                    f"hydra.run.dir={tmp_path}"], env={**os.environ, "PYTHONWARNINGS": "ignore"})
     try:
         deadline = time.monotonic() + 300
         written = tmp_path / ".hydra" / "overrides.yaml"  # Hydra writes it after config.yaml
@@ -35,7 +32,7 @@ def test_second_training_into_the_same_run_dir_is_refused(tmp_path):
         assert first.poll() is None  # the first keeps training
         assert (tmp_path / ".hydra" / "config.yaml").read_bytes() == config_before  # nor were its files touched
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
+        first.send_signal(signal.SIGKILL)
         first.wait()
     with run_dir_lock(tmp_path):  # a killed holder leaves no stale lock
         assert (tmp_path / LOCK_NAME).read_text().startswith(f"pid {os.getpid()} ")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,11 +19,10 @@ from ctrlic.evaluation.sharding import ShardError, parse_shard, plan
 from ctrlic.metrics.distribution import PatchFID, PatchKID, fid_kid, patch_features
 from ctrlic.metrics.quality import to_8bit
 from ctrlic.tasks.evaluate import shared_folder
+from tests import forked
 from tests.conftest import run_cli
 from tests.helpers_eval import codec, comparable, images, settings
 from tests.test_metrics_perceptual import TinyFeatures
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -120,14 +117,12 @@ def test_records_of_another_model_are_not_reused(one_worker, tmp_path, caplog):
 
 def test_a_killed_evaluation_codes_only_the_missing_records_when_run_again(one_worker, tmp_path, caplog):
     store = RecordStore(tmp_path / RECORDS)
-    child = subprocess.Popen([sys.executable, "-m", "tests.helpers_eval", str(tmp_path)], cwd=ROOT,
-                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    child = forked.start("tests/helpers_eval.py", [tmp_path], env={**os.environ, "PYTHONWARNINGS": "ignore"})
     deadline = time.monotonic() + 300
     while store.count() < 3 and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert child.returncode == -signal.SIGKILL, "the evaluation ended before it could be killed"
+    assert child.wait().returncode == -signal.SIGKILL, "the evaluation ended before it could be killed"
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / RECORDS).glob("*/*/p*.json")}
     assert 3 <= len(before) < 8 and not (tmp_path / "results.json").exists()
     with caplog.at_level(logging.INFO, logger="ctrlic"):
