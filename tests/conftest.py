@@ -1,11 +1,17 @@
 """Shared fixtures: the real CLI in a process of its own (forked from one that has done the imports:
-tests/forked.py), and the trained runs and models reused by many tests (each trained once per session)."""
+tests/forked.py), and the trained runs and models reused by many tests (each trained once per session, also
+when pytest-xdist runs the suite in several processes)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: `make test` runs one worker per core
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 
@@ -26,6 +32,22 @@ def run_cli(*overrides: str, timeout: int = 600, check: bool = True, env: dict |
 
 
 SMOKE = ("experiment=demo", "debug=smoke")
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], object]) -> object:
+    """``build(folder)`` once per test session; its result must be JSON. Under pytest-xdist the workers
+    of one run share the folder: the first to take the lock builds, the others read what it returned."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return build(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent  # one per run, shared by its workers
+    folder, done = root / name, root / name / ".built.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.is_file():
+            folder.mkdir(exist_ok=True)
+            done.write_text(json.dumps(build(folder)))
+        return json.loads(done.read_text())
 
 
 def fresh_clone_offline(tmp_path: Path) -> dict[str, str]:
@@ -70,17 +92,15 @@ def tiny_stf_with_adapters() -> tuple[dict, dict]:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """``experiment=demo debug=smoke`` trained once: checkpoints, results.json, rd.png, bitstreams."""
-    out = tmp_path_factory.mktemp("smoke_run")
-    run_cli(*SMOKE, f"hydra.run.dir={out}")
-    return out
+    return Path(built_once(tmp_path_factory, "smoke_run",
+                           lambda out: run_cli(*SMOKE, f"hydra.run.dir={out}") and str(out)))
 
 
 @pytest.fixture(scope="session")
 def calice_smoke_run(tmp_path_factory) -> Path:
     """``experiment=calice_stf debug=smoke data=demo`` trained once: an α sweep with its report."""
-    out = tmp_path_factory.mktemp("calice_smoke_run")
-    run_cli("experiment=calice_stf", "debug=smoke", "data=demo", f"hydra.run.dir={out}")
-    return out
+    return Path(built_once(tmp_path_factory, "calice_smoke_run", lambda out: run_cli(
+        "experiment=calice_stf", "debug=smoke", "data=demo", f"hydra.run.dir={out}") and str(out)))
 
 
 def _gpu_skip_reason(config) -> str | None:
@@ -114,7 +134,9 @@ def tiny_calice(tmp_path_factory) -> dict[str, Path]:
     """The tiny CALICE-STF (anchor, α-adapters) trained once: codec files ``{"anchor", "model", "other"}``."""
     from tests.helpers_calice import train_tiny_calice
 
-    return train_tiny_calice(tmp_path_factory.mktemp("tiny_calice"))
+    paths = built_once(tmp_path_factory, "tiny_calice",
+                       lambda out: {k: str(v) for k, v in train_tiny_calice(out).items()})
+    return {k: Path(v) for k, v in paths.items()}
 
 
 def info_in_process(run_dir: Path, *overrides: str) -> tuple[dict, str]:

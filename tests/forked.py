@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PRELOAD = ("torch", "lightning", "compressai", "hydra", "omegaconf", "ctrlic.tasks.train", "ctrlic.tasks.evaluate",
            "ctrlic.cli")
 
+#: a script path, or a module-level function called with the argument list that returns an exit code
+Entry = str | Callable[[list[str]], int | None]
+
 _context: multiprocessing.context.ForkServerContext | None = None
 
 
@@ -45,8 +48,7 @@ def _redirect(fd: int, path: str) -> None:
     os.close(target)
 
 
-def _child(entry: str, argv: list[str], env: dict[str, str], cwd: str, out: str, err: str,
-           setup: Callable[[], None] | None) -> None:
+def _child(entry: Entry, argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:
     """In the forked process: become the command (own process group, environment, cwd, argv, stdio)."""
     os.setpgrp()
     os.environ.clear()
@@ -58,14 +60,10 @@ def _child(entry: str, argv: list[str], env: dict[str, str], cwd: str, out: str,
         import torch
 
         torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
-    if setup is not None:
-        setup()
     try:
-        if entry == "ctrlic":
-            from ctrlic.cli import main
-
-            sys.argv = ["ctrlic", *argv]
-            raise SystemExit(main(argv))
+        if callable(entry):
+            sys.argv = [entry.__module__, *argv]
+            raise SystemExit(entry(argv))
         sys.argv = [entry, *argv]
         runpy.run_path(str(Path(cwd) / entry), run_name="__main__")
     finally:
@@ -106,26 +104,25 @@ class Running:
             shutil.rmtree(self._folder, ignore_errors=True)
 
 
-def start(entry: str, argv: Sequence[str | Path], *, env: dict[str, str] | None = None, cwd: Path = ROOT,
-          setup: Callable[[], None] | None = None) -> Running:
-    """Start ``python ENTRY ARGV`` (or the ``ctrlic`` console script when ``entry == "ctrlic"``) in a forked
-    process, in a process group of its own, with ``env`` as its whole environment (default: this one).
-    ``setup`` runs in the new process first (a module-level function: rlimits, umask)."""
-    args = [entry, *map(str, argv)]
+def start(entry: Entry, argv: Sequence[str | Path], *, env: dict[str, str] | None = None,
+          cwd: Path = ROOT) -> Running:
+    """Start ``python ENTRY ARGV`` (a script path relative to ``cwd``) or ``sys.exit(ENTRY(ARGV))`` (a
+    module-level function, e.g. ``ctrlic.cli.main``, the console script's entry) in a forked process, in a
+    process group of its own, with ``env`` as its whole environment (default: this one)."""
+    args = [getattr(entry, "__qualname__", entry), *map(str, argv)]
     folder = Path(tempfile.mkdtemp(prefix="ctrlic-forked-"))
     for name in ("stdout", "stderr"):
         (folder / name).touch()
     process = _server().Process(target=_child, args=(entry, args[1:], dict(os.environ if env is None else env),
-                                                     str(cwd), str(folder / "stdout"), str(folder / "stderr"),
-                                                     setup))
+                                                     str(cwd), str(folder / "stdout"), str(folder / "stderr")))
     process.start()
     return Running(process, args, folder)
 
 
-def run(entry: str, argv: Sequence[str | Path], *, env: dict[str, str] | None = None, cwd: Path = ROOT,
-        timeout: float = 600, setup: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
+def run(entry: Entry, argv: Sequence[str | Path], *, env: dict[str, str] | None = None, cwd: Path = ROOT,
+        timeout: float = 600) -> subprocess.CompletedProcess:
     """``start`` the command and wait for it; returns what ``subprocess.run`` would."""
-    return start(entry, argv, env=env, cwd=cwd, setup=setup).wait(timeout)
+    return start(entry, argv, env=env, cwd=cwd).wait(timeout)
 
 
 def _kill_group(pgid: int) -> None:

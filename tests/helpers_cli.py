@@ -3,7 +3,10 @@ tests/conftest.py) and its twin with other weights, test images in odd formats, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
+import json
 import os
 import resource
 import signal
@@ -17,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ctrlic.cli import main
 from ctrlic.codecs.build import build_codec, export_codec
 from ctrlic.datamodules.image_io import load_rgb8, to_tensor
 from tests import forked
@@ -43,7 +47,7 @@ def lossless_model(tmp_path_factory) -> Path:
 def ctrlic(*args: str | Path, home: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the ``ctrlic`` command (``ctrlic.cli:main``, the console script's entry) in a process of its own;
     ``home`` isolates its model index."""
-    return forked.run("ctrlic", args, env=_env(home), timeout=timeout)
+    return forked.run(main, args, env=_env(home), timeout=timeout)
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -89,30 +93,56 @@ class Outcome:
 def ctrlic_many(calls: Sequence[Sequence[str | Path]], home: Path, timeout: int = 600, *,
                 data_limit: int | None = None, file_limit: int | None = None,
                 umask: int | None = None) -> list[Outcome]:
-    """Run many ``ctrlic`` commands one after another, each in a process of its own. ``data_limit`` caps each
-    process's heap (RLIMIT_DATA), ``file_limit`` the size of any file it writes (RLIMIT_FSIZE: writes beyond
-    fail as on a full disk).
+    """Run many ``ctrlic`` commands through ``ctrlic.cli.main``, one after another in ONE process of their own
+    (what one command loads stays loaded for the next). ``data_limit`` caps the heap while a command runs
+    (RLIMIT_DATA), ``file_limit`` the size of any file it writes (RLIMIT_FSIZE: writes beyond fail as on a
+    full disk).
 
     RLIMIT_DATA rather than RLIMIT_AS: torch alone maps about 3.2 GB of address space, so an address-space
     cap low enough to catch a runaway allocation would stop any torch process.
     """
-    setup = functools.partial(_limits, data_limit, file_limit, umask)
-    outcomes = []
+    argvs = [[str(a) for a in call] for call in calls]
+    caps = {"data_limit": data_limit, "file_limit": file_limit, "umask": umask}
+    proc = forked.run(_many, [json.dumps(argvs), json.dumps(caps)], env=_env(home), timeout=timeout)
+    done = [Outcome(**json.loads(line)) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and len(done) == len(argvs), (
+        f"the command process died (exit {proc.returncode}) after {len(done)} of {len(argvs)} commands, at "
+        f"{argvs[len(done)] if len(done) < len(argvs) else '-'}:\n{proc.stderr[-3000:]}")
+    return done
+
+
+def _many(argv: list[str]) -> int:
+    """In the forked process: each command of ``argv[0]`` (JSON) under the caps of ``argv[1]``, its exit code and
+    output printed as one JSON line once the caps are lifted again."""
+    calls, caps = json.loads(argv[0]), json.loads(argv[1])
+    if caps["umask"] is not None:
+        os.umask(caps["umask"])
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write beyond RLIMIT_FSIZE fails, it does not kill
     for call in calls:
-        proc = forked.run("ctrlic", call, env=_env(home), timeout=timeout, setup=setup)
-        outcomes.append(Outcome(proc.args[1:], proc.returncode, proc.stdout, proc.stderr))
-    return outcomes
+        out, err = io.StringIO(), io.StringIO()
+        with _capped(resource.RLIMIT_DATA, caps["data_limit"]), _capped(resource.RLIMIT_FSIZE, caps["file_limit"]), \
+                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(call)
+            except SystemExit as exc:
+                code = exc.code
+        print(json.dumps({"argv": call, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}),
+              flush=True)
+    return 0
 
 
-def _limits(data_limit: int | None, file_limit: int | None, umask: int | None) -> None:
-    """In the command's process, before it runs: the caps ``ctrlic_many`` was asked for."""
-    if data_limit is not None:
-        resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
-    if file_limit is not None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
-    if umask is not None:
-        os.umask(umask)
+@contextlib.contextmanager
+def _capped(limit: int, value: int | None):
+    """The soft ``limit`` at ``value`` inside, as it was outside (the hard limit stays, so it can be lifted)."""
+    if value is None:
+        yield
+        return
+    soft, hard = resource.getrlimit(limit)
+    resource.setrlimit(limit, (value, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(limit, (soft, hard))
 
 
 def assert_one_error_line(outcome: Outcome, match: str) -> None:
