@@ -3,13 +3,16 @@ the run as USR2 would, and ``resume=auto`` continues from that step (the Slurm p
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import subprocess
 import time
 
+import pytest
 import torch
 
-from ctrlic.callbacks.preemption import PREEMPTED_CHECKPOINT
+from ctrlic.callbacks.preemption import PREEMPTED_CHECKPOINT, hand_over_signal
 from tests import forked
 from tests.conftest import SMOKE, run_cli
 from tests.helpers_resume import by_step, read_steps
@@ -45,3 +48,19 @@ def test_usr2_checkpoints_after_the_step_ends_the_run_and_resume_continues_there
     run_cli(*_overrides(run_dir, record, delay_s=0.0))
     resumed = read_steps(record)[len(entries)]["pid"]
     assert sorted(by_step(read_steps(record), resumed, "start")) == list(range(k, MAX_STEPS))
+
+
+def test_a_requeue_whose_scontrol_slurm_ends_with_sigterm_exits_as_a_requeue(caplog):
+    """Slurm's SIGTERM to the job can reach the `scontrol requeue` that asked for it before it exits: that is an
+    accepted requeue (exit as submitit does after one), while any other failure of the handler stays a failure."""
+    def requeue_killed(signum, frame):
+        raise subprocess.CalledProcessError(-signal.SIGTERM, ["scontrol", "requeue", "3"])
+
+    def requeue_refused(signum, frame):
+        raise subprocess.CalledProcessError(1, ["scontrol", "requeue", "3"])
+
+    with caplog.at_level(logging.WARNING, logger="ctrlic"), pytest.raises(SystemExit) as ended:
+        hand_over_signal(requeue_killed, signal.SIGUSR2)
+    assert ended.value.code == -1 and "the requeue was accepted" in caplog.text
+    with pytest.raises(subprocess.CalledProcessError):
+        hand_over_signal(requeue_refused, signal.SIGUSR2)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -93,6 +95,23 @@ class PreemptionCheckpoint(L.Callback):
         log.warning("%s: handing the signal on at step %d", self.signum.name, trainer.global_step)
         finish_wandb_runs(trainer.loggers)  # the job's processes end now, W&B's service with them
         if callable(previous):
-            previous(self.signum, None)  # submitit: requeue (rank 0) and sys.exit
+            hand_over_signal(previous, self.signum)
         else:
             os.kill(os.getpid(), self.signum)  # SIG_DFL: what the signal would have done without us
+
+
+def hand_over_signal(handler, signum: int) -> None:
+    """Call the signal's previous handler (submitit's: ``scontrol requeue``, then ``sys.exit(-1)``).
+
+    Slurm answers the requeue by sending SIGTERM to every process of the job, and the ``scontrol`` that
+    asked for it is one of them: when the SIGTERM comes before ``scontrol`` has exited (a loaded node),
+    submitit sees it die and the job would end as failed although the requeue was accepted. Read that as the
+    requeue it is and exit as submitit does after one."""
+    try:
+        handler(signum, None)
+    except subprocess.CalledProcessError as err:
+        if err.returncode != -signal.SIGTERM or "requeue" not in list(map(str, err.cmd or [])):
+            raise
+        log.warning("the requeue was accepted (Slurm ended `%s` with SIGTERM, as it ends the job's processes); "
+                    "exiting for the next attempt", " ".join(map(str, err.cmd)))
+        sys.exit(-1)
