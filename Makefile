@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_DIR ?= outputs/demo
 DOCKER_IMAGE ?= ctrlic:latest
+TEST_WORKERS ?= 2
 
 .PHONY: help install browser demo test test-slow test-gpu gpu-check golden lint bench replicate docker clean
 
@@ -31,8 +32,8 @@ browser:  ## headless Chromium for the report's browser test (Debian's package; 
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
 		|| echo "could not install chromium: tests/test_report.py's browser test will be skipped"
 
-test: install browser  ## the default test suite (fast, CPU; the GPU suite is skipped, with the reason)
-	$(PY) -m pytest -q -rs
+test: install browser  ## the default test suite (CPU, TEST_WORKERS processes, one thread each; the GPU suite is skipped, with the reason)
+	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: install  ## the long tests: paper-size models
 	$(PY) -m pytest -q -m slow
