@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -94,6 +95,8 @@ def _signal_during_training(slurm, master: subprocess.Popen, sweep_dir: Path, re
     raise AssertionError(f"the job never reached step {SIGNAL_AT_STEP}:\n{output[-4000:]}")
 
 
+@pytest.mark.slow  # ~55 s, mostly Slurm's requeue delay; tests/test_preemption.py covers the callback, the hand-over
+# to submitit's requeue and resume=auto in the default suite, the two other tests here real sbatch jobs
 def test_preempted_job_checkpoints_is_requeued_and_continues_at_the_same_step(slurm, tmp_path):
     sweep_dir, record = tmp_path / "sweep", tmp_path / "steps.jsonl"
     master = _submit_training(slurm, sweep_dir, record)
