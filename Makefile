@@ -20,13 +20,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install ctrlic with its pinned dependencies
 
-demo: install  ## tiny Cheng2020-attn, then CALICE on a tiny STF: RD curves from real bitstreams
+demo: install  ## tiny Cheng2020-attn, then CALICE α-adapters on it: RD curves from real bitstreams (~10 min)
 	$(PY) run.py experiment=demo hydra.run.dir=$(DEMO_DIR)/cheng2020_attn
-	$(PY) run.py experiment=demo_stf_anchor hydra.run.dir=$(DEMO_DIR)/stf_anchor
-	$(PY) run.py experiment=demo_calice backbone.checkpoint=$(DEMO_DIR)/stf_anchor/checkpoints/last.ckpt \
-		hydra.run.dir=$(DEMO_DIR)/calice_stf
-	@echo "fixed-rate Cheng2020-attn: $(DEMO_DIR)/cheng2020_attn/results.json  $(DEMO_DIR)/cheng2020_attn/rd.png"
-	@echo "CALICE α sweep (one STF):  $(DEMO_DIR)/calice_stf/results.json  $(DEMO_DIR)/calice_stf/rd.png"
+	$(PY) run.py experiment=demo_calice backbone.checkpoint=$(DEMO_DIR)/cheng2020_attn/checkpoints/last.ckpt \
+		hydra.run.dir=$(DEMO_DIR)/calice_cheng2020_attn
+	@echo "fixed-rate Cheng2020-attn (the anchor): $(DEMO_DIR)/cheng2020_attn/results.json  $(DEMO_DIR)/cheng2020_attn/rd.png"
+	@echo "CALICE α sweep on it (one model):       $(DEMO_DIR)/calice_cheng2020_attn/results.json  $(DEMO_DIR)/calice_cheng2020_attn/rd.png"
 
 browser:  ## headless Chromium for the report's browser test (Debian's package; needs root, skipped when present)
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
