@@ -32,7 +32,7 @@ browser:  ## headless Chromium for the report's browser test (Debian's package; 
 		|| echo "could not install chromium: tests/test_report.py's browser test will be skipped"
 
 test: install browser  ## the default test suite (CPU, TEST_WORKERS processes, one thread each; the GPU suite is skipped, with the reason)
-	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: install  ## the long tests: paper-size models
 	$(PY) -m pytest -q -m slow

@@ -121,16 +121,7 @@ def _gpu_skip_reason(config) -> str | None:
     return None
 
 
-#: files run first, in this order: the one that trains the shared tiny CALICE alternates with long files that do
-#: not need it, so that under `make test`'s two workers (each takes the next file) neither waits for the other's
-#: training; then the other users of the tiny CALICE
-RUN_FIRST = ("test_calice_rate_order.py", "test_slurm_jobs.py", "test_compare.py", "test_cli_safety.py",
-             "test_crafted_bitstreams.py", "test_cli_trust.py", "test_ddp.py", "test_cli.py")
-
-
 def pytest_collection_modifyitems(config, items) -> None:
-    first = {name: rank for rank, name in enumerate(RUN_FIRST)}
-    items.sort(key=lambda item: first.get(item.path.name, len(first)))  # stable: the rest keep their order
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
     reason = _gpu_skip_reason(config) if gpu_items else None
     if reason:
