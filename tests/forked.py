@@ -1,7 +1,7 @@
 """Run ``run.py`` and the ``ctrlic`` command as the user does, each call in a process of its own, forked from a
 server that has already imported torch, Lightning, CompressAI, Hydra and ctrlic.
 
-A fresh ``python run.py`` spends ~15 s on 2 cores importing before it reads its first override; a fork of a
+A fresh ``python run.py`` spends ~10 s on 2 cores importing before it reads its first override; a fork of a
 process that has done those imports (and run no torch op, so no thread pool is copied half-way) starts in
 milliseconds. Each call still gets its own process: Hydra's global state, logging set-up, environment, working
 directory, signal handlers, rlimits and exit code are its own, and its output goes through file descriptors 1
