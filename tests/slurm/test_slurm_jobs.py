@@ -138,6 +138,7 @@ def test_preempted_job_checkpoints_is_requeued_and_continues_at_the_same_step(sl
     assert logged == [list(range(k)), list(range(k, MAX_STEPS))]
 
 
+@pytest.mark.slow  # ~22 s; tests/test_sharded_eval.py checks the shards' merge locally, the test above real sbatch
 def test_sharded_evaluation_as_a_job_array_merges_to_the_local_results(slurm, tmp_path):
     ckpt = export_codec(codec(), tmp_path / "codec.pt")
     evaluation = ("task=eval", f"ckpt_path={ckpt}", *SMOKE, "data.eval_crop=64", "data.eval_limit=null",
