@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import RESULTS_DIR, ROOT, run_py, write_json
-from benchmarks.mgcf_speed import PAPER_RANKS, cci_speedup, image_crop
+from benchmarks.mgcf_speed import PAPER_RANKS, SMALL_RANKS, cci_speedup, image_crop
 from ctrlic.codecs.codec import Codec
 from ctrlic.codecs.control.instance_lora import InstanceLoRA
 from ctrlic.datamodules.eval_images import center_crop
@@ -25,10 +25,6 @@ from ctrlic.evaluation.settings import SweepSettings
 from ctrlic.lightning_modules.checkpoint import open_codec
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
-#: fewer increment entries for 128×128 crops: at w = s = 0.05 every coded factor costs ~2 bits
-SMALL_RANKS = {"lora": [{"pattern": r"blocks\.\d+\.mcg\.w_[av]", "rank": 2},
-                        {"pattern": r"blocks\.\d+\.mlp\.fc1", "rank": 1}],
-               "tucker": [{"pattern": r"blocks\.\d+\.mcg\.dwconv", "ranks": [2, 2, 2]}]}
 #: the paper's Kodak figures (research notes §1.6) and our classical measurements (issue #6)
 PAPER = {"mgcf_bpsp": 2.77, "callic_bpsp": 2.54, "callic_T10_bpsp": 2.62, "cci_s": 1.4, "no_cci_s": 15.2,
          "rpft_adapt_s": 9.7, "no_rpft_adapt_s": 12.9}
@@ -102,7 +98,7 @@ def main(argv: list[str] | None = None) -> Path:
         "kodak_crops": table,
         "classical": base["meta"]["classical"],
         "per_image_gain_largest_T_rpft": _gains(args.out / "rpft" / "per_image.csv", len(args.steps)),
-        "cci": cci_speedup(backbone, image_crop(args.cci_size), naive_steps=6),
+        "cci": cci_speedup(backbone, image_crop(args.cci_size)),
         "paper_kodak_full_images": PAPER,
     }
     path = write_json(args.name, payload, RESULTS_DIR)

@@ -3,6 +3,7 @@ step in both loops, searches inside the reachable range, peak memory from the ke
 installed as reference curves."""
 
 import math
+import statistics
 
 import pytest
 import torch
@@ -11,7 +12,10 @@ from benchmarks import (
     codec_time,
     coding_overhead,
     coding_speed_vs_reference,
+    compare_checks,
+    compare_regime,
     memory,
+    mgcf_speed,
     rate_control,
     run_all,
     run_replications,
@@ -75,12 +79,20 @@ def test_knob_points_keep_both_ends(cheng_adapters):
 
 
 def test_rate_control_targets_lie_inside_the_reachable_range(cheng_adapters, crop64):
-    rows = rate_control.search_grid(cheng_adapters, "kodim01", crop64, [0.5], tolerance=0.005, max_encodes=6)
-    (row,) = rows
+    rows = rate_control.search_grid(cheng_adapters, "kodim01", crop64, [0.5], tolerance=0.005, max_encodes=6,
+                                    outside=[0.5, 1.5])
+    row, below, above = rows
     low, high = row["reachable"]
     assert low < row["target_bpp"] < high and row["in_range"]
-    assert row["encodes"] <= 6
+    assert row["encodes"] <= 6 and row["span"] == pytest.approx(high / low)
     assert row["relative_error"] == pytest.approx(abs(row["bpp"] - row["target_bpp"]) / row["target_bpp"])
+    # targets beyond the range: flagged, answered by the nearest end, and kept apart in the summary
+    assert below["target_bpp"] == pytest.approx(low / 2) and above["target_bpp"] == pytest.approx(1.5 * high)
+    assert not below["in_range"] and not above["in_range"]
+    assert below["bpp"] == pytest.approx(low) and above["bpp"] == pytest.approx(high)
+    summary = rate_control._summary(rows, 0.005)
+    assert summary["searches"] == 1 and summary["outside"] == {"searches": 2, "flagged_out_of_range": 2,
+                                                               "returned_nearest_end": 2}
 
 
 def test_memory_child_reports_the_peak_and_the_tiling(tmp_path, monkeypatch):
@@ -166,3 +178,51 @@ def test_reference_mgcf_coder_is_lossless(crop64):
     x = crop64[..., :32, :32]
     ref = coding_speed_vs_reference.reference_for("mgcf", codec)
     assert torch.equal(torch.round(ref.decode(ref.encode(x), (32, 32)) * 255), torch.round(x * 255))
+
+
+def test_mgcf_speed_times_every_naive_step_and_repeats_the_rest(crop64):
+    """No extrapolation: the naive decoder runs all 3P − 2 steps; CCI and RPFT figures are medians of runs."""
+    model = mgcf_speed.load_mgcf(None, dim=16, patch=8)
+    cci = mgcf_speed.cci_speedup(model, crop64[..., :16, :16], repeats=3)
+    assert cci["naive_measured_steps"] == cci["steps"] == 3 * 8 - 2 and len(cci["cci_runs_s"]) == 3
+    assert cci["cci_s"] == sorted(cci["cci_runs_s"])[1] and cci["speedup"] == cci["naive_s"] / cci["cci_s"]
+    rows = mgcf_speed.rpft_figure(model, crop64[..., :16, :16], [1, 2], mgcf_speed.SMALL_RANKS, repeats=2)
+    assert set(rows) == {"T=0", "T=1 RPFT", "T=1 all patches", "T=2 RPFT", "T=2 all patches"}
+    for row in rows.values():
+        assert row["repeats"] == 2 and len(row["encode_runs_s"]) == 2 and row["bit_exact"]
+    fast = rows["T=2 RPFT"]
+    assert fast["adaptation_s"] == statistics.median(fast["adaptation_runs_s"])
+
+
+def comparison_of(anchor_points, spans):
+    """A comparison as evaluation.comparison returns it: the anchors' curve and one row per scheme."""
+    bpp, psnr = zip(*anchor_points, strict=True)
+    rows = [{"curve": "anchors (3 models)", "monotone": list(psnr) == sorted(psnr), "bpp_span": bpp[-1] / bpp[0],
+             "bd_rate_psnr": None}]
+    rows += [{"curve": name, "bpp_span": span, "bd_rate_psnr": -1.0} for name, span in spans.items()]
+    return {"rows": rows, "curves": [{"name": "anchors (3 models)", "results": {"bpp": list(bpp), "psnr-rgb": list(psnr)}}]}
+
+
+def test_compare_checks_read_spans_monotony_and_jpeg_without_extrapolating():
+    jpeg = {"results": {"bpp": [0.2, 0.3, 0.5], "psnr-rgb": [24.0, 27.0, 30.0]}}
+    ok = compare_checks.checks(comparison_of([(0.1, 20.0), (0.25, 26.0), (0.4, 27.0)],
+                                             {"alpha_adapters": 3.2, "qvrf": 5.0}), jpeg, 3.0)
+    assert ok["anchors_monotone"] and ok["every_knob_spans_enough"] and ok["anchors_above_jpeg_somewhere"]
+    # below JPEG's lowest rate: no JPEG value; 0.25 bpp: 25.5 dB by linear interpolation; 0.4: 28.5 dB
+    assert [r["jpeg_psnr"] for r in ok["anchors_vs_jpeg"]] == [None, pytest.approx(25.5), pytest.approx(28.5)]
+    assert [r["above"] for r in ok["anchors_vs_jpeg"]] == [None, True, False]
+    bad = compare_checks.checks(comparison_of([(0.1, 20.0), (0.25, 19.0), (0.6, 21.0)], {"alpha_adapters": 2.9}),
+                                jpeg, 3.0)
+    assert not bad["anchors_monotone"] and not bad["every_knob_spans_enough"]
+    assert not bad["anchors_above_jpeg_somewhere"]
+
+
+def test_a_replication_reuses_a_finished_sweep_only(tmp_path):
+    for job in ("anchor_0.1", "anchor_0.2", "alpha_adapters"):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "results.json").write_text("{}")
+    assert compare_regime._finished(tmp_path, "alpha_adapters")
+    assert not compare_regime._finished(tmp_path, "layer_prompts")
+    (tmp_path / "anchor_0.2" / "results.json").unlink()
+    assert not compare_regime._finished(tmp_path, "alpha_adapters")
+    assert not compare_regime._finished(tmp_path / "missing", "alpha_adapters")

@@ -4,7 +4,8 @@ separately trained anchors joined into one curve, and one table of BD-rates agai
 A job of a comparison multirun says which curve it adds to in ``meta.compare`` of its results (set by
 the experiment through ``eval.extra_meta``): ``curve`` (the anchors share one name and contribute one
 point each), ``reference`` (the curve every other one is compared with) and ``builds_on`` (the job
-whose model it starts from, counted in its training time). The multirun summary calls
+whose model it starts from, counted in its training time); a job whose ``curve`` is null is no curve but
+only a start for others (``scheme=pretrain``). The multirun summary calls
 :func:`compare_jobs` and writes what it returns beside its per-job table.
 """
 
@@ -113,7 +114,9 @@ def compare_jobs(jobs: Sequence[dict], method: str = "pchip") -> dict | None:
         return None
     groups: dict[str, list[dict]] = {}
     for job in tagged:
-        groups.setdefault(job["results"]["meta"]["compare"]["curve"], []).append(job)
+        curve = job["results"]["meta"]["compare"]["curve"]
+        if curve is not None:  # None: a job others start from (scheme=pretrain), not a curve of its own
+            groups.setdefault(curve, []).append(job)
     reference_name = tagged[0]["results"]["meta"]["compare"].get("reference")
     curves, joined = {}, {}
     for name, members in groups.items():
