@@ -4,7 +4,7 @@ The replications (CALICE's α-adapters, LPM's prompts) run the comparison multir
 and one scheme, in the CPU regime (``scale=cpu``: tiny models, 128² crops, the λ range reaching 5e-5; issue
 #17 item 4) unless told otherwise, so their BD-rates are measured where the knob moves the rate. A sweep
 folder whose jobs have all finished is summarised again instead of trained twice (``--sweep`` of a full
-comparison reuses its jobs). Writes ``benchmarks/results/replicate_<method>_<backbone>.json`` and an RD plot.
+comparison reuses its jobs). Writes ``benchmarks/results/replicate_<method>_<backbone>.json`` and ``…_rd.png``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def run(method: str, scheme: str, args: argparse.Namespace) -> dict:
     comparison = summary["comparison"]
     rows = {row["curve"].split(" (")[0]: row for row in comparison["rows"]}
     curves = {c["name"].split(" (")[0]: c for c in comparison["curves"]}
-    plot = sweep / "rd.png"
+    plot = RESULTS_DIR / f"replicate_{method}_{args.backbone}_rd.png"
     plot_rd([curves[scheme], curves["anchors"]], plot, title=f"{method} replication ({args.backbone}, "
             f"{' '.join(REGIME + tuple(args.overrides))})")
     return {"backbone": args.backbone, "regime": [*REGIME, *args.overrides], "anchor_jobs": rows["anchors"]["jobs"],

@@ -106,6 +106,34 @@ def test_comparison_joins_the_anchors_and_measures_every_scheme_against_them():
     assert [c["name"] for c in comparison["curves"]] == ["anchors (4 models)", "alpha_adapters"]
 
 
+def test_a_pretrained_start_is_no_curve_but_counts_once_in_the_anchors_time():
+    pretrain = _job("pretrain", None, [(0.8, 33.0)], seconds=300.0)
+    anchors = [_job(f"anchor_{i}", "anchors", [p], seconds=100.0, builds_on="pretrain") for i, p in enumerate(ANCHORS)]
+    comparison = compare_jobs([pretrain, *anchors], method="pchip")
+    assert [r["curve"] for r in comparison["rows"]] == ["anchors (4 models)"]
+    (row,) = comparison["rows"]
+    assert row["points"] == 4 and (row["train_s"], row["train_s_with_base"]) == (400.0, 700.0)
+    assert row["builds_on"] == "pretrain"
+
+
+def test_the_cpu_regime_starts_every_anchor_from_the_pretrained_model_and_the_schemes_from_an_anchor():
+    from tests.test_configs import compose_cfg
+
+    base = ("experiment=compare", "backbone=cheng2020_attn", "data=demo", "scale=cpu")
+    pretrain = compose_cfg(*base, "scheme=pretrain")
+    assert pretrain.after.job_dir is None and pretrain.backbone.checkpoint is None
+    assert pretrain.trainer.max_steps == pretrain.compare.pretrain_steps > pretrain.compare.job_steps
+    assert pretrain.module.lmbda == max(pretrain.compare.lambdas) and pretrain.compare.curve is None
+    anchor = compose_cfg(*base, "scheme=anchor_0")
+    assert anchor.after.job_dir == "/tmp/ctrlic-compose/../pretrain"
+    assert anchor.backbone.checkpoint == anchor.after.job_dir + "/checkpoints/last.ckpt"
+    assert anchor.trainer.max_steps == anchor.compare.job_steps and anchor.module.lmbda == min(anchor.compare.lambdas)
+    scheme = compose_cfg(*base, "scheme=qvrf")
+    assert scheme.after.job_dir == "/tmp/ctrlic-compose/../anchor_0.0483"
+    assert scheme.trainer.max_steps == scheme.compare.job_steps
+    assert compose_cfg("experiment=compare", "scheme=anchor_1").backbone.checkpoint is None  # papers: from scratch
+
+
 def test_a_scheme_whose_curve_bends_back_gets_a_reason_and_a_pareto_figure():
     anchors = [_job(f"anchor_{i}", "anchors", [p]) for i, p in enumerate(ANCHORS)]
     bent = _job("qvrf", "qvrf", [(0.1, 24.0), (0.2, 27.0), (0.3, 26.0), (0.4, 30.0)], builds_on="anchor_3")
