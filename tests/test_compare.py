@@ -10,6 +10,7 @@ import math
 import pytest
 from PIL import Image
 
+from ctrlic.codecs.build import build_codec
 from ctrlic.evaluation.comparison import compare_jobs, monotone
 from ctrlic.evaluation.results import make_results
 from ctrlic.utils.job_dependency import DependencyError, wait_for_job
@@ -128,9 +129,11 @@ def test_the_cpu_regime_starts_every_anchor_from_the_pretrained_model_and_the_sc
     assert anchor.after.job_dir == "/tmp/ctrlic-compose/../pretrain"
     assert anchor.backbone.checkpoint == anchor.after.job_dir + "/checkpoints/last.ckpt"
     assert anchor.trainer.max_steps == anchor.compare.job_steps and anchor.module.lmbda == min(anchor.compare.lambdas)
-    scheme = compose_cfg(*base, "scheme=qvrf")
-    assert scheme.after.job_dir == "/tmp/ctrlic-compose/../anchor_0.0483"
-    assert scheme.trainer.max_steps == scheme.compare.job_steps
+    for name in anchor.compare.schemes.split(","):  # every scheme builds over the regime's λ range
+        scheme = compose_cfg(*base, f"scheme={name}", "backbone.checkpoint=null")
+        assert scheme.after.job_dir == "/tmp/ctrlic-compose/../anchor_0.0483"
+        assert scheme.trainer.max_steps == scheme.compare.job_steps
+        build_codec(scheme.backbone, scheme.control)
     assert compose_cfg("experiment=compare", "scheme=anchor_1").backbone.checkpoint is None  # papers: from scratch
 
 
