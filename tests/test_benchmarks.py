@@ -2,6 +2,7 @@
 step in both loops, searches inside the reachable range, peak memory from the kernel, classical curves
 installed as reference curves."""
 
+import json
 import math
 import statistics
 
@@ -226,3 +227,27 @@ def test_a_replication_reuses_a_finished_sweep_only(tmp_path):
     (tmp_path / "anchor_0.2" / "results.json").unlink()
     assert not compare_regime._finished(tmp_path, "alpha_adapters")
     assert not compare_regime._finished(tmp_path / "missing", "alpha_adapters")
+
+
+def test_eval_throughput_times_whole_evaluations_and_checks_their_results_agree(tmp_path):
+    from PIL import Image
+
+    from benchmarks import eval_throughput
+    from ctrlic.codecs.build import export_codec
+    from tests.helpers_eval import codec, images
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for item in images()[:2]:
+        Image.fromarray((item["x"].permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(
+            folder / f"{item['name']}.png")
+    model = export_codec(codec(), tmp_path / "alpha.codec.safetensors")
+    path = eval_throughput.main(["--checkpoint", str(model), "--images", str(folder), "--workers", "1",
+                                 "--points", "2", "--repeats", "2", "--name", "eval_throughput_test"])
+    try:
+        payload = json.loads(path.read_text())
+    finally:
+        path.unlink()
+    row = payload["workers"]["1"]
+    assert payload["num_images"] == 2 and len(row["runs_s"]) == 2 and row["seconds"] == statistics.median(row["runs_s"])
+    assert row["images_per_s"] == pytest.approx(2 / row["seconds"]) and row["codings_per_s"] == pytest.approx(4 / row["seconds"])
