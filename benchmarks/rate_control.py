@@ -92,16 +92,23 @@ def markdown(per_codec: dict) -> str:
     return "Rate control, relative bpp error median/max and median encodes: " + "; ".join(parts)
 
 
+def _trained(path: str) -> Codec:
+    codec = open_codec(path)
+    codec.prepare()
+    return codec
+
+
+def _fitted(name: str, steps: int) -> Codec:
+    codec = build_bench_codec(name)
+    quick_fit(codec, steps)
+    return codec
+
+
 def codecs_to_measure(args: argparse.Namespace):
-    """(name, codec) for the trained checkpoints, else the registry's codecs briefly fitted."""
-    for path in args.checkpoints or []:
-        codec = open_codec(path)
-        codec.prepare()
-        yield Path(path).resolve().parents[1].name, codec
-    for name in ([] if args.checkpoints else args.codecs):
-        codec = build_bench_codec(name)
-        quick_fit(codec, args.fit_steps)
-        yield name, codec
+    """(name, builder) for the trained checkpoints, else for the registry's codecs briefly fitted."""
+    if args.checkpoints:
+        return [(Path(p).resolve().parents[1].name, lambda p=p: _trained(p)) for p in args.checkpoints]
+    return [(name, lambda name=name: _fitted(name, args.fit_steps)) for name in args.codecs]
 
 
 def main(argv: list[str] | None = None):
@@ -124,8 +131,9 @@ def main(argv: list[str] | None = None):
     args = parser.parse_args(argv)
     images = load_images(args.images, args.crop, args.limit)
     per_codec = {}
-    for codec_name, codec in codecs_to_measure(args):
+    for codec_name, build in codecs_to_measure(args):
         try:
+            codec = build()
             rows = [row for name, x in images for row in search_grid(codec, name, x, args.fractions, args.tolerance,
                                                                       args.max_encodes, args.outside)]
         except Exception as exc:  # one broken codec must not hide the others' figures
