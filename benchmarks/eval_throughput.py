@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--name", default="eval_throughput")
     args = parser.parse_args(argv)
-    files = list_images(args.images)
+    files = list_images(args.images) if args.images.is_dir() else []
+    if not files:
+        raise SystemExit(f"no images in {args.images}; point --images at a folder of PNG/JPEG files")
     images = EvalImages(files, args.images)
     rows, reference = {}, None
     with tempfile.TemporaryDirectory() as tmp:
