@@ -18,7 +18,7 @@ import numpy as np
 
 from benchmarks.codecs import KODAK4
 from benchmarks.common import RESULTS_DIR, write_json
-from benchmarks.compare_regime import PLOT_REFERENCES
+from benchmarks.compare_regime import PLOT_REFERENCES, by_curve
 from ctrlic.datamodules.image_io import list_images, load_rgb8
 from ctrlic.evaluation.classical import rd_curve
 from ctrlic.evaluation.plot import plot_rd_panels
@@ -52,8 +52,7 @@ def against_jpeg(anchors: dict, jpeg: dict) -> list[dict]:
 
 
 def checks(comparison: dict, jpeg: dict, min_span: float) -> dict:
-    rows = {row["curve"].split(" (")[0]: row for row in comparison["rows"]}
-    curves = {c["name"].split(" (")[0]: c for c in comparison["curves"]}
+    rows, curves = by_curve(comparison)
     anchors = rows.pop("anchors")
     vs_jpeg = against_jpeg(curves["anchors"], jpeg)
     spans = {name: row["bpp_span"] for name, row in rows.items()}

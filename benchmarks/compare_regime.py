@@ -33,6 +33,12 @@ def parser(description: str, method: str, backbones: tuple[str, ...]) -> argpars
     return p
 
 
+def by_curve(comparison: dict) -> tuple[dict, dict]:
+    """The comparison's table rows and curves by curve name ("anchors", "alpha_adapters", …)."""
+    rows = {row["curve"].split(" (")[0]: row for row in comparison["rows"]}
+    return rows, {c["name"].split(" (")[0]: c for c in comparison["curves"]}
+
+
 def _finished(sweep: Path, scheme: str) -> bool:
     """The scheme's job and every anchor job of the sweep folder have their results (the multirun ended)."""
     anchors = list(sweep.glob("anchor_*")) if sweep.is_dir() else []
@@ -48,9 +54,7 @@ def run(method: str, scheme: str, args: argparse.Namespace) -> dict:
         seconds = run_py("-m", "experiment=compare", f"backbone={args.backbone}", *REGIME, *args.overrides,
                          f"compare.schemes={scheme}", f"hydra.sweep.dir={sweep}", log=sweep / "replication.log")
     summary = summarize(sweep, plot_references=PLOT_REFERENCES)
-    comparison = summary["comparison"]
-    rows = {row["curve"].split(" (")[0]: row for row in comparison["rows"]}
-    curves = {c["name"].split(" (")[0]: c for c in comparison["curves"]}
+    rows, curves = by_curve(summary["comparison"])
     plot = RESULTS_DIR / f"replicate_{method}_{args.backbone}_rd.png"
     plot_rd([curves[scheme], curves["anchors"]], plot, title=f"{method} replication ({args.backbone}, "
             f"{' '.join(REGIME + tuple(args.overrides))})")
