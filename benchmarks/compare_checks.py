@@ -18,11 +18,10 @@ import numpy as np
 
 from benchmarks.codecs import KODAK4
 from benchmarks.common import RESULTS_DIR, write_json
-from benchmarks.compare_regime import PLOT_REFERENCES, by_curve
+from benchmarks.compare_regime import by_curve, summarized
 from ctrlic.datamodules.image_io import list_images, load_rgb8
 from ctrlic.evaluation.classical import rd_curve
 from ctrlic.evaluation.plot import plot_rd_panels
-from ctrlic.evaluation.summary import summarize
 
 #: JPEG's whole quality scale, its lowest rates included (where learned codecs first beat it)
 JPEG_QUALITIES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
@@ -71,9 +70,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     out = args.out or RESULTS_DIR / f"compare_{args.backbone}"
-    comparison = summarize(args.sweep, plot_references=PLOT_REFERENCES)["comparison"]
-    if comparison is None:
-        raise SystemExit(f"{args.sweep} holds no comparison (no job tagged by experiment=compare)")
+    comparison = summarized(args.sweep)["comparison"]
     out.mkdir(parents=True, exist_ok=True)
     for name in SUMMARY_FILES:
         shutil.copyfile(args.sweep / name, out / name)

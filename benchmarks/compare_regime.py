@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS_DIR, run_py, write_json
 from ctrlic.evaluation.plot import plot_rd
-from ctrlic.evaluation.summary import summarize
+from ctrlic.evaluation.summary import SummaryError, summarize
 
 #: what every replication runs on unless overridden: the bundled images and the CPU regime
 REGIME = ("data=demo", "scale=cpu")
@@ -39,6 +39,17 @@ def by_curve(comparison: dict) -> tuple[dict, dict]:
     return rows, {c["name"].split(" (")[0]: c for c in comparison["curves"]}
 
 
+def summarized(sweep: Path) -> dict:
+    """The multirun summary of a comparison's sweep folder; one line and exit when it holds no comparison."""
+    try:
+        summary = summarize(sweep, plot_references=PLOT_REFERENCES)
+    except SummaryError as err:
+        raise SystemExit(str(err)) from None
+    if summary["comparison"] is None:
+        raise SystemExit(f"{sweep} holds no comparison (no finished job tagged by experiment=compare)")
+    return summary
+
+
 def _finished(sweep: Path, scheme: str) -> bool:
     """The scheme's job and every anchor job of the sweep folder have their results (the multirun ended)."""
     anchors = list(sweep.glob("anchor_*")) if sweep.is_dir() else []
@@ -53,7 +64,7 @@ def run(method: str, scheme: str, args: argparse.Namespace) -> dict:
     if not _finished(sweep, scheme):
         seconds = run_py("-m", "experiment=compare", f"backbone={args.backbone}", *REGIME, *args.overrides,
                          f"compare.schemes={scheme}", f"hydra.sweep.dir={sweep}", log=sweep / "replication.log")
-    summary = summarize(sweep, plot_references=PLOT_REFERENCES)
+    summary = summarized(sweep)
     rows, curves = by_curve(summary["comparison"])
     plot = RESULTS_DIR / f"replicate_{method}_{args.backbone}_rd.png"
     plot_rd([curves[scheme], curves["anchors"]], plot, title=f"{method} replication ({args.backbone}, "

@@ -229,6 +229,12 @@ def test_a_replication_reuses_a_finished_sweep_only(tmp_path):
     assert not compare_regime._finished(tmp_path / "missing", "alpha_adapters")
 
 
+def test_a_sweep_without_finished_jobs_is_one_line(tmp_path):
+    (tmp_path / "job").mkdir()
+    with pytest.raises(SystemExit, match="has no job folders with results.json"):
+        compare_regime.summarized(tmp_path)
+
+
 def test_eval_throughput_times_whole_evaluations_and_checks_their_results_agree(tmp_path):
     from PIL import Image
 

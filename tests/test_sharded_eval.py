@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ctrlic.evaluation.evaluate import MergeModeError, evaluate
+from ctrlic.evaluation.evaluate import EmptySetError, MergeModeError, evaluate
 from ctrlic.evaluation.records import RECORDS, RecordStore
 from ctrlic.evaluation.sharding import ShardError, parse_shard, plan
 from ctrlic.metrics.distribution import PatchFID, PatchKID, fid_kid, patch_features
@@ -49,6 +49,13 @@ def test_a_bad_shard_stops_the_evaluation_before_it_codes(bad, tmp_path):
     with pytest.raises(ShardError, match=f"eval.shard='{bad}'"):
         evaluate(codec(), {"crops": images()}, tmp_path, settings(shard=bad))
     assert not (tmp_path / RECORDS).exists()
+
+
+@pytest.mark.parametrize("sets", [{"crops": []}, {}])
+def test_an_empty_set_stops_the_evaluation_before_it_codes(sets, tmp_path):
+    with pytest.raises(EmptySetError, match="hold no image"):
+        evaluate(codec(), sets, tmp_path / "out", settings())
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_bad_shard_is_one_line_from_run_py(tmp_path):

@@ -35,6 +35,10 @@ class MergeModeError(UserError):
     """An ``eval.merge`` value that is not a merge mode, or ``eval.merge=only`` before every shard is done."""
 
 
+class EmptySetError(UserError):
+    """An evaluation set that holds no image: there would be no RD point to merge."""
+
+
 def evaluate(codec: Codec, sets: Mapping[str, Sequence[Mapping]], out_dir: str | Path, settings: SweepSettings,
              loggers: Iterable = (), step: int = 0) -> dict[str, dict]:
     """Code every image of every set at every knob setting on the CPU; returns {set name: results}.
@@ -44,6 +48,7 @@ def evaluate(codec: Codec, sets: Mapping[str, Sequence[Mapping]], out_dir: str |
     shards' records are still missing).
     """
     shard = _checked(settings)
+    _check_sets(sets)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     codec = codec.cpu()
@@ -93,6 +98,14 @@ def _checked(settings: SweepSettings) -> tuple[int, int]:
         raise MergeModeError(f"eval.merge={settings.merge!r}: choose one of {', '.join(MERGE_MODES)}")
     sharding.worker_count(settings)
     return sharding.parse_shard(settings.shard)
+
+
+def _check_sets(sets: Mapping[str, Sequence]) -> None:
+    """Every set holds an image (an empty one would end in a merge of no rows)."""
+    empty = [name for name, images in sets.items() if len(sharding.dataset_of(images)) == 0]
+    if empty or not sets:
+        raise EmptySetError(f"evaluation set(s) {', '.join(map(repr, empty)) or '(none given)'} hold no image: "
+                            "point each set at a folder of PNG/JPEG images, or drop it")
 
 
 def _code(kind, codec: Codec, datasets: Mapping, jobs: Mapping[str, SetJob], points: list[dict],
