@@ -16,6 +16,7 @@ from tests.helpers_cli import (  # noqa: F401 - session fixtures
     models,
     odd_format_images,
 )
+from tests.helpers_eval import comparable
 
 
 @pytest.fixture
@@ -116,13 +117,19 @@ def test_compress_pads_as_asked_and_decompress_crops_back(models, tmp_path, home
 
 @pytest.mark.slow
 def test_eval_writes_the_rd_sweep_results(models, tmp_path, home):  # noqa: F811
-    proc = ctrlic("eval", "--model", models["model"], "--data", KODAK, "--crop", "64", "--out", tmp_path / "ev",
-                  "--max-points", "2", home=home)
+    common = ("--model", models["model"], "--data", KODAK, "--crop", "64", "--max-points", "2", "--threads", "1")
+    proc = ctrlic("eval", *common, "--out", tmp_path / "ev", home=home)
     assert proc.returncode == 0, proc.stderr
     assert "point 1:" in proc.stdout
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert len(results["results"]["bpp"]) == 2 and results["meta"]["num_images"] == 4
     assert (tmp_path / "ev" / "rd.png").is_file() and (tmp_path / "ev" / "per_image.csv").is_file()
+    first = ctrlic("eval", *common, "--shard", "1/2", "--out", tmp_path / "shards", home=home)
+    assert first.returncode == 0 and "written by the last shard" in first.stdout, first.stderr
+    assert not (tmp_path / "shards" / "results.json").exists()
+    last = ctrlic("eval", *common, "--shard", "0/2", "--workers", "2", "--out", tmp_path / "shards", home=home)
+    assert last.returncode == 0 and "point 1:" in last.stdout, last.stderr
+    assert comparable(tmp_path / "shards") == comparable(tmp_path / "ev")
 
 
 @pytest.mark.slow

@@ -37,6 +37,17 @@ def arguments(args: argparse.Namespace) -> None:
                            "or leave it out to evaluate whole images")
         if args.max_points is not None and args.max_points < 1:
             raise CLIError(f"--max-points {args.max_points}: give at least 1")
+        if args.workers < 1:
+            raise CLIError(f"--workers {args.workers}: give at least 1 coding process")
+        if args.threads is not None and args.threads < 1:
+            raise CLIError(f"--threads {args.threads}: give at least 1, or leave it out for torch's default")
+        if args.shard is not None:
+            from ctrlic.evaluation.sharding import ShardError, parse_shard
+
+            try:
+                parse_shard(args.shard)
+            except ShardError:
+                raise CLIError(f"--shard {args.shard}: write it as I/N with 0 <= I < N, e.g. --shard 0/4 … 3/4") from None
 
 
 def eval_inputs(args: argparse.Namespace) -> None:

@@ -30,8 +30,13 @@ def run(args: argparse.Namespace) -> None:
     name = data.resolve().name or "images"
     images = EvalImages(files, root, args.crop)
     settings = SweepSettings(max_points=args.max_points, save_bitstreams=args.keep_bitstreams, padding=args.pad,
+                             workers=args.workers, shard=args.shard, threads=args.threads,
                              extra_meta={"checkpoint": str(args.model)})
-    results = evaluate(codec, {name: images}, args.out, settings)[name]
+    outputs = evaluate(codec, {name: images}, args.out, settings)
+    if name not in outputs:
+        console.say(f"shard {args.shard} coded; results.json is written by the last shard to finish")
+        return
+    results = outputs[name]
     curve = results["results"]
     quality = "bpsp" if codec.lossless else "bpp"
     for i, rate in enumerate(curve[quality]):

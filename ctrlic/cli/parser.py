@@ -133,6 +133,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-points", type=int, default=None, help="evaluate at most this many knob settings")
     p.add_argument("--crop", type=int, default=None, help="centre-crop images to this size")
     p.add_argument("--keep-bitstreams", action="store_true", help="keep the .ctl files under OUT/bitstreams")
+    p.add_argument("--workers", type=int, default=1, help="coding processes on this machine (default 1)")
+    p.add_argument("--shard", metavar="I/N", default=None,
+                   help="code every N-th image from the I-th; run I = 0..N-1 (any order, any machine sharing OUT): "
+                        "the last to finish writes results.json")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per coding process (1: results bit-identical across worker and shard counts)")
     _add_trust_option(p)
     _add_padding_option(p)
     p.set_defaults(command_module="evaluate")
