@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import yaml
+
 from benchmarks.common import RESULTS_DIR, run_py, write_json
 from ctrlic.evaluation.plot import plot_rd
 from ctrlic.evaluation.summary import SummaryError, summarize
@@ -50,6 +52,12 @@ def summarized(sweep: Path) -> dict:
     return summary
 
 
+def job_overrides(sweep: Path, job: str) -> list[str]:
+    """The run.py overrides a job of the sweep ran with (its ``.hydra/overrides.yaml``; [] when absent)."""
+    path = sweep / job / ".hydra" / "overrides.yaml"
+    return list(yaml.safe_load(path.read_text()) or []) if path.is_file() else []
+
+
 def _finished(sweep: Path, scheme: str) -> bool:
     """The scheme's job and every anchor job of the sweep folder have their results (the multirun ended)."""
     anchors = list(sweep.glob("anchor_*")) if sweep.is_dir() else []
@@ -71,6 +79,7 @@ def run(method: str, scheme: str, args: argparse.Namespace) -> dict:
             f"{' '.join(REGIME + tuple(args.overrides))})")
     return {"backbone": args.backbone, "regime": [*REGIME, *args.overrides], "anchor_jobs": rows["anchors"]["jobs"],
             "sweep": str(sweep), "wall_seconds": seconds, "scheme": rows[scheme], "anchors": rows["anchors"],
+            "scheme_job_overrides": job_overrides(sweep, scheme),
             "curves": {"anchors": curves["anchors"]["results"], scheme: curves[scheme]["results"]},
             "plot": str(plot), "summary_plot": str(summary["plot"])}
 
@@ -82,8 +91,11 @@ def report(method: str, scheme: str, payload: dict) -> Path:
     def pct(value) -> str:
         return "none" if value is None else f"{value:+.2f} %"
 
+    shared = {"scheme", "experiment", "backbone", "compare.schemes"}
+    extra = [o for o in payload["scheme_job_overrides"] if o not in payload["regime"] and o.split("=")[0] not in shared]
     payload["markdown"] = (
-        f"{method} replication ({payload['backbone']}, {' '.join(payload['regime'])}): {scheme} spans "
+        f"{method} replication ({payload['backbone']}, {' '.join(payload['regime'])}"
+        + (f"; the {scheme} job with {' '.join(extra)}" if extra else "") + f"): {scheme} spans "
         f"{row['bpp_min']:.3f}–{row['bpp_max']:.3f} bpp ({row['bpp_span']:.2f}×), the {anchors['points']} anchors "
         f"{anchors['bpp_min']:.3f}–{anchors['bpp_max']:.3f} bpp (monotone: {anchors['monotone']}); BD-rate vs the "
         f"anchors PSNR {pct(row['bd_rate_psnr'])}, MS-SSIM {pct(row['bd_rate_ms_ssim'])}, on the Pareto fronts "

@@ -227,6 +227,10 @@ def test_a_replication_reuses_a_finished_sweep_only(tmp_path):
     (tmp_path / "anchor_0.2" / "results.json").unlink()
     assert not compare_regime._finished(tmp_path, "alpha_adapters")
     assert not compare_regime._finished(tmp_path / "missing", "alpha_adapters")
+    (tmp_path / "alpha_adapters" / ".hydra").mkdir()
+    (tmp_path / "alpha_adapters" / ".hydra" / "overrides.yaml").write_text("- scheme=alpha_adapters\n- compare.job_steps=2000\n")
+    assert compare_regime.job_overrides(tmp_path, "alpha_adapters") == ["scheme=alpha_adapters", "compare.job_steps=2000"]
+    assert compare_regime.job_overrides(tmp_path, "anchor_0.1") == []
 
 
 def test_a_sweep_without_finished_jobs_is_one_line(tmp_path):
