@@ -51,10 +51,9 @@ def test_a_bad_shard_stops_the_evaluation_before_it_codes(bad, tmp_path):
     assert not (tmp_path / RECORDS).exists()
 
 
-@pytest.mark.parametrize("sets", [{"crops": []}, {}])
-def test_an_empty_set_stops_the_evaluation_before_it_codes(sets, tmp_path):
-    with pytest.raises(EmptySetError, match="hold no image"):
-        evaluate(codec(), sets, tmp_path / "out", settings())
+def test_an_empty_set_stops_the_evaluation_before_it_codes(tmp_path):
+    with pytest.raises(EmptySetError, match="set\\(s\\) 'empty' hold no image"):
+        evaluate(codec(), {"crops": images(), "empty": []}, tmp_path / "out", settings())
     assert not (tmp_path / "out").exists()
 
 

@@ -101,10 +101,10 @@ def _checked(settings: SweepSettings) -> tuple[int, int]:
 
 
 def _check_sets(sets: Mapping[str, Sequence]) -> None:
-    """Every set holds an image (an empty one would end in a merge of no rows)."""
+    """Every set holds an image (an empty one would end in a merge of no rows); no set at all is no evaluation."""
     empty = [name for name, images in sets.items() if len(sharding.dataset_of(images)) == 0]
-    if empty or not sets:
-        raise EmptySetError(f"evaluation set(s) {', '.join(map(repr, empty)) or '(none given)'} hold no image: "
+    if empty:
+        raise EmptySetError(f"evaluation set(s) {', '.join(map(repr, empty))} hold no image: "
                             "point each set at a folder of PNG/JPEG images, or drop it")
 
 
