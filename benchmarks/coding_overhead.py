@@ -7,9 +7,11 @@ Control-GIC) the figures are, in bits, from one real ``compress`` under the bit-
 * ``coded``: −log₂ p under the tables the coder codes with (16-bit rANS CDFs with escapes, MGCF's integer
   frequencies, Huffman lengths): ``real / coded`` is the entropy coder's own loss (flush, byte alignment);
 * ``table``: under the Gaussian of the scale-table entry the coder picked, CDFs unquantized:
-  ``coded / table`` is the 16-bit CDF quantization and escape coding;
+  ``coded / table`` is the 16-bit CDF quantization and escape coding (``*_in_range``: without the escaped
+  symbols, counted apart: a Gaussian charges an outlier of a briefly fitted prior more than its escape costs);
 * ``exact``: under the exact means and scales the coder computed (the bottleneck's density for z, the float
-  pmfs for MGCF): ``table / exact`` is the scale-table quantization, ``real / exact`` the whole overhead;
+  pmfs for MGCF), each likelihood at least the model's floor (1e-9) as in ``forward``: ``table / exact`` is
+  the scale-table quantization, ``real / exact`` the whole overhead;
 * ``forward``: what ``forward`` estimates in eval mode for the same likelihood key: ``exact / forward`` is the
   mismatch between the training-time rate and what coding really codes (Cheng2020's context sees round(y)
   in ``forward`` and round(y − μ) + μ in coding). No ratio divides by it except this one.
@@ -46,6 +48,8 @@ from ctrlic.codecs.entropy import bit_map, scale_table
 from ctrlic.metrics.quality import psnr
 
 TARGET = 1.005
+#: what the recorder adds up about the escaped symbols of a Gaussian section (their count and bits)
+ESCAPE_KINDS = ("escapes", "coded_escaped", "table_escaped", "exact_escaped")
 #: Control-GIC's sections, as the recorder names their streams
 VQGAN_STREAMS = ("mask_coarse", "mask_medium", "indices_4", "indices_2", "indices_1")
 
@@ -97,22 +101,35 @@ def split_sections(codec: Codec, x: torch.Tensor, knobs: dict) -> dict:
     for stream, section in zip(section_streams(codec), sections[n_side:], strict=True):
         ideal = recorder.ideals.get(stream, {})
         rows[stream] = {"real": 8 * len(section), "coded": coded.get(stream), "table": ideal.get("table"),
-                        "exact": ideal.get("exact")}
+                        "exact": ideal.get("exact"), **{kind: ideal.get(kind, 0.0) for kind in ESCAPE_KINDS}}
     return {"data": data, "header_bytes": bitstream.header_size(data),
             "side_bytes": sum(len(s) for s in sections[:n_side]), "sections": rows}
 
 
+def _less(a: float | None, b: float) -> float | None:
+    return None if a is None else a - b
+
+
 def losses(row: dict) -> dict[str, float | None]:
-    """The overhead of one section (or of totals) split into its causes, as ratios."""
+    """The overhead of one section (or of totals) split into its causes, as ratios; the ``*_in_range`` ones
+    leave out the escaped symbols, whose Gaussian ideal can exceed what their escape codes cost."""
+    coded_in, table_in = _less(row["coded"], row["coded_escaped"]), _less(row["table"], row["table_escaped"])
     return {"coder": _ratio(row["real"], row["coded"]), "cdf_quantization": _ratio(row["coded"], row["table"]),
-            "scale_table": _ratio(row["table"], row["exact"]), "total_over_exact": _ratio(row["real"], row["exact"]),
+            "cdf_quantization_in_range": _ratio(coded_in, table_in),
+            "scale_table": _ratio(row["table"], row["exact"]),
+            "scale_table_in_range": _ratio(table_in, _less(row["exact"], row["exact_escaped"])),
+            "total_over_exact": _ratio(row["real"], row["exact"]),
             "model_mismatch": _ratio(row["exact"], row.get("forward"))}
 
 
 def totals(sections: dict) -> dict:
-    """Sums over the sections that have each figure (exact-ideal figures only over sections that have one)."""
+    """Sums over the sections that have each figure (exact-ideal figures only over sections that have one;
+    ``forward`` only where each of those has its own likelihood key)."""
     with_exact = [s for s in sections.values() if s["exact"] is not None]
-    out = {kind: sum(s[kind] for s in with_exact) if with_exact else None for kind in ("real", "coded", "table", "exact")}
+    out = {kind: sum(s[kind] for s in with_exact) if with_exact else None
+           for kind in ("real", "coded", "table", "exact", *ESCAPE_KINDS)}
+    forward = [s.get("forward") for s in with_exact]
+    out["forward"] = sum(forward) if with_exact and None not in forward else None
     out["real_all_sections"] = sum(s["real"] for s in sections.values())
     return out
 
@@ -164,7 +181,10 @@ def summarise_codec(rows: list[dict], finer: tuple[int, ...]) -> dict:
                           for k in rows[0]["losses"]},
            "sections": {s: {k: median(r["sections"][s]["losses"][k] for r in rows)
                             for k in rows[0]["sections"][s]["losses"]} for s in rows[0]["sections"]},
-           "median_header_bytes": statistics.median(r["header_bytes"] for r in rows)}
+           "median_header_bytes": statistics.median(r["header_bytes"] for r in rows),
+           "escapes_median": median(r["totals"]["escapes"] for r in rows),
+           "escaped_share_of_coded_median": median(_ratio(r["totals"]["coded_escaped"], r["totals"]["coded"])
+                                                   for r in rows)}
     if finer and "finer_tables" in rows[0]:
         out["finer_tables"] = {str(n): {"saving_median": median(r["finer_tables"][str(n)]["saving"] for r in rows),
                                         "y_saving_median": median(r["finer_tables"][str(n)]["y_saving"] for r in rows)}

@@ -49,6 +49,10 @@ def test_overhead_splits_every_section_into_coder_tables_scale_table_and_model(c
     # rANS writes about what its tables say; the 16-bit tables differ from the unquantized Gaussians
     assert abs(y["real"] - y["coded"]) < 0.02 * y["coded"] + 64 and y["coded"] != y["table"] > 0
     assert z["table"] == z["exact"] and z["losses"]["scale_table"] == 1.0  # no scale table for z
+    # escaped symbols are counted apart; without them the same ratios are formed over the rest
+    assert 0 <= y["coded_escaped"] <= y["coded"] and y["escapes"] == int(y["escapes"])
+    assert y["losses"]["cdf_quantization_in_range"] == pytest.approx(
+        (y["coded"] - y["coded_escaped"]) / (y["table"] - y["table_escaped"]))
     assert row["losses"]["total_over_exact"] == pytest.approx(
         (y["real"] + z["real"]) / (y["exact"] + z["exact"]))
     # forward's estimate is only the model-mismatch figure's denominator
@@ -57,9 +61,19 @@ def test_overhead_splits_every_section_into_coder_tables_scale_table_and_model(c
         forward_bpp = bits_per_pixel(cheng_adapters(crop64)["likelihoods"], 64 * 64)
     assert sum(row["forward_bits"].values()) == pytest.approx(float(forward_bpp) * 64 * 64, rel=1e-4)
     assert y["losses"]["model_mismatch"] == pytest.approx(y["exact"] / y["forward"])
+    assert row["losses"]["model_mismatch"] == pytest.approx((y["exact"] + z["exact"]) / (y["forward"] + z["forward"]))
     finer = row["finer_tables"]["256"]["sections"]["y"]
     assert abs(finer["table"] - finer["exact"]) < abs(y["table"] - y["exact"])
     assert row["psnr_decoded"] is not None and not row["decoded_exact"]
+
+
+def test_exact_ideal_of_a_channel_wise_model_is_forwards_rate(crop64):
+    # STF codes the same round(y − μ) that forward rates: only the likelihood floor (1e-9) could part them,
+    # and the ideals apply it (an untrained model's outliers would otherwise cost ~1000 bits each)
+    codec = build_bench_codec("stf+alpha_adapters")
+    codec.prepare()
+    y = coding_overhead.measure(codec, "kodim01", crop64, {"alpha": 1.0})["sections"]["y"]
+    assert y["exact"] == pytest.approx(y["forward"], rel=1e-5)
 
 
 def test_overhead_of_a_lossless_codec_is_exact_and_near_its_ideal(crop64):

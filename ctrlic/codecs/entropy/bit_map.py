@@ -98,6 +98,13 @@ def active() -> BitRecorder | None:
 # -- code lengths -----------------------------------------------------------------------------------
 
 
+def escaped(symbols: Tensor, indexes: Tensor, cdf_length: Tensor, offset: Tensor) -> Tensor:
+    """Which symbols fall outside their table's range and are coded as the escape symbol plus bypass bits."""
+    idx = indexes.reshape(-1).long().cpu()
+    value = symbols.reshape(-1).long().cpu() - offset.long().cpu()[idx]
+    return ((value < 0) | (value >= cdf_length.long().cpu()[idx] - 2)).reshape(symbols.shape)
+
+
 def rans_bits(symbols: Tensor, indexes: Tensor, cdf: Tensor, cdf_length: Tensor, offset: Tensor) -> Tensor:
     """Code length (bits, float64) of each symbol under CompressAI's rANS with these quantized CDFs.
 
@@ -109,7 +116,7 @@ def rans_bits(symbols: Tensor, indexes: Tensor, cdf: Tensor, cdf_length: Tensor,
     max_value = cdf_length[idx] - 2
     value = symbols.reshape(-1).long().cpu() - offset[idx]
     raw = torch.where(value < 0, -2 * value - 1, 2 * (value - max_value))
-    escape = (value < 0) | (value >= max_value)
+    escape = escaped(symbols, indexes, cdf_length, offset).reshape(-1)
     value = torch.where(escape, max_value, value)
     freq = cdf[idx, value + 1] - cdf[idx, value]
     bits = RANS_PRECISION - torch.log2(freq.double())
@@ -120,24 +127,35 @@ def rans_bits(symbols: Tensor, indexes: Tensor, cdf: Tensor, cdf_length: Tensor,
     return (bits + escape.double() * BYPASS_PRECISION * bypass.double()).reshape(symbols.shape)
 
 
-def gaussian_bits(symbols: Tensor, scales: Tensor) -> Tensor:
-    """−log₂ P(symbol) (float64) under a zero-mean Gaussian of these scales integrated over each integer's bin."""
+def gaussian_bits(symbols: Tensor, scales: Tensor, floor: float = 0.0) -> Tensor:
+    """−log₂ P(symbol) (float64) under a zero-mean Gaussian of these scales integrated over each integer's bin,
+    P at least ``floor`` (the model's likelihood lower bound, as its ``forward`` applies it)."""
     v = symbols.double().abs()
     s = scales.double()
 
     def cdf(t: Tensor) -> Tensor:
         return 0.5 * torch.erfc(-t / math.sqrt(2))
 
-    return -torch.log2((cdf((0.5 - v) / s) - cdf((-0.5 - v) / s)).clamp_min(1e-300))
+    return -torch.log2((cdf((0.5 - v) / s) - cdf((-0.5 - v) / s)).clamp_min(max(floor, 1e-300)))
 
 
-def gaussian_ideals(conditional, symbols: Tensor, indexes: Tensor, scales: Tensor) -> dict[str, float]:
+def likelihood_floor(conditional) -> float:
+    """The smallest likelihood a ``GaussianConditional``'s ``forward`` returns (CompressAI: 1e-9), 0 if unbounded."""
+    return float(conditional.likelihood_lower_bound.bound) if conditional.use_likelihood_bound else 0.0
+
+
+def gaussian_ideals(conditional, symbols: Tensor, indexes: Tensor, scales: Tensor, coded: Tensor,
+                    escape: Tensor) -> dict[str, float]:
     """Ideal bits of symbols coded by a ``GaussianConditional``: under the exact (lower-bounded) scales and
-    under the scale-table entries the coder picked (``indexes``)."""
-    exact = conditional.lower_bound_scale(scales.detach()).reshape(-1)
-    table = conditional.scale_table.double().cpu()[indexes.reshape(-1).long().cpu()]
-    flat = symbols.reshape(-1).cpu()
-    return {"exact": float(gaussian_bits(flat, exact.cpu()).sum()), "table": float(gaussian_bits(flat, table).sum())}
+    under the scale-table entries the coder picked (``indexes``), both with the model's likelihood floor; and,
+    apart, the escaped symbols' share of the coded, table and exact bits and their count."""
+    floor, flat = likelihood_floor(conditional), symbols.reshape(-1).cpu()
+    exact = gaussian_bits(flat, conditional.lower_bound_scale(scales.detach()).reshape(-1).cpu(), floor)
+    table = gaussian_bits(flat, conditional.scale_table.double().cpu()[indexes.reshape(-1).long().cpu()], floor)
+    out = escape.reshape(-1)
+    return {"exact": float(exact.sum()), "table": float(table.sum()), "escapes": float(out.sum()),
+            "coded_escaped": float(coded.reshape(-1)[out].sum()), "table_escaped": float(table[out].sum()),
+            "exact_escaped": float(exact[out].sum())}
 
 
 def _tables(model) -> tuple[Tensor, Tensor, Tensor]:
@@ -157,9 +175,11 @@ def record_rans(stream: str, model, symbols: Tensor, indexes: Tensor,
     recorder = _ACTIVE.get()
     if recorder is None:
         return
-    bits = rans_bits(symbols, indexes, *_tables(model))
+    tables = _tables(model)
+    bits = rans_bits(symbols, indexes, *tables)
     if scales is not None:
-        recorder.add_ideals(stream, **gaussian_ideals(model, symbols, indexes, scales))
+        recorder.add_ideals(stream, **gaussian_ideals(model, symbols, indexes, scales, bits,
+                                                      escaped(symbols, indexes, *tables[1:])))
     if at is None:
         recorder.grid(stream, bits.shape[-2:])[...] += bits.reshape(-1, *bits.shape[-2:]).sum(0).numpy()
         return
