@@ -7,7 +7,7 @@ A new codec joins every generic benchmark (coding overhead, rate control, memory
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -17,6 +17,7 @@ from benchmarks.common import ROOT
 from ctrlic.codecs.build import build_codec
 from ctrlic.codecs.codec import Codec
 from ctrlic.datamodules.image_io import list_images, load_rgb8, to_tensor
+from ctrlic.lightning_modules.checkpoint import open_codec
 from ctrlic.lightning_modules.losses import MSERateLoss
 
 #: benchmark name -> run.py overrides; the CPU set uses the tiny sizes
@@ -130,6 +131,37 @@ def quick_fit(codec: Codec, steps: int, *, lmbda: float = 0.013, crop: int = 64,
         loss.backward()
         optimizer.step()
     codec.prepare()
+
+
+def fitted_codec(name: str, steps: int, paper: bool = False, device: str = "cpu") -> Codec:
+    """A registry codec after ``steps`` of ``quick_fit``, ready to code."""
+    codec = build_bench_codec(name, paper=paper).to(device)
+    quick_fit(codec, steps)
+    codec.prepare()
+    return codec
+
+
+def trained_codec(path: str | Path, device: str = "cpu") -> Codec:
+    """A trained model (ctrlic checkpoint or exported codec), ready to code."""
+    codec = open_codec(path).to(device)
+    codec.prepare()
+    return codec
+
+
+def run_name(path: str | Path) -> str:
+    """``<sweep>/<run>`` of a run's ``checkpoints/*.ckpt`` (the two folders above it), else the file's stem."""
+    path = Path(path).resolve()
+    if path.parent.name == "checkpoints":
+        return f"{path.parents[2].name}/{path.parents[1].name}"
+    return path.stem
+
+
+def codecs_to_measure(names: Sequence[str], checkpoints: Sequence[str] | None, fit_steps: int, paper: bool = False,
+                      device: str = "cpu") -> list[tuple[str, Callable[[], Codec]]]:
+    """(name, builder) for the trained checkpoints if any are given, else for the registry's codecs briefly fitted."""
+    if checkpoints:
+        return [(run_name(p), lambda p=p: trained_codec(p, device)) for p in checkpoints]
+    return [(name, lambda name=name: fitted_codec(name, fit_steps, paper, device)) for name in names]
 
 
 def summarise(values: Sequence[float]) -> dict[str, float]:

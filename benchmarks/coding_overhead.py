@@ -18,7 +18,8 @@ Control-GIC) the figures are, in bits, from one real ``compress`` under the bit-
 
 Gaussian codecs are measured again with each finer scale table of ``--scale-levels`` (a coding option recorded
 in the container); the gain is the saving of real payload bits. Models: tiny sizes after ``--fit-steps`` Adam
-steps on the bundled training images (a brief fit; the priors then match the latents' statistics roughly).
+steps on the bundled training images (a brief fit; the priors then match the latents' statistics roughly), or
+trained ones (``--checkpoints``, e.g. the CPU-regime comparison's runs).
 Header and side-information bytes are reported apart. Writes ``benchmarks/results/<name>.json``.
 """
 
@@ -30,15 +31,7 @@ import statistics
 
 import torch
 
-from benchmarks.codecs import (
-    BENCH_CODECS,
-    KODAK4,
-    SLOW_CODECS,
-    build_bench_codec,
-    knob_points,
-    load_images,
-    quick_fit,
-)
+from benchmarks.codecs import BENCH_CODECS, KODAK4, SLOW_CODECS, codecs_to_measure, knob_points, load_images
 from benchmarks.common import write_json
 from ctrlic.codecs import bitstream
 from ctrlic.codecs.backbones.mgcf import MGCF
@@ -194,12 +187,9 @@ def summarise_codec(rows: list[dict], finer: tuple[int, ...]) -> dict:
     return out
 
 
-def measure_codec(codec_name: str, images: list, knob_count: int, fit_steps: int, paper: bool = False,
-                  device: str = "cpu", finer: tuple[int, ...] = ()) -> dict:
+def measure_codec(codec: Codec, images: list, knob_count: int, finer: tuple[int, ...] = ()) -> dict:
     """Every image at every knob point of one codec, and the summary figures."""
-    codec = build_bench_codec(codec_name, paper=paper).to(device)
-    quick_fit(codec, fit_steps)
-    codec.prepare()
+    device = next(codec.parameters()).device
     finer = finer if gaussian(codec) else ()
     rows = [measure(codec, name, x.to(device), knobs, finer) for knobs in knob_points(codec, knob_count)
             for name, x in images]
@@ -230,6 +220,8 @@ def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codecs", nargs="+", default=[n for n in BENCH_CODECS if n not in SLOW_CODECS],
                         help="names in benchmarks/codecs.py (the lossless ones: run them on small crops)")
+    parser.add_argument("--checkpoints", nargs="+", help="trained models instead (ctrlic checkpoints or exported "
+                        "codecs; named <sweep>/<run>); --fit-steps and --paper do not apply")
     parser.add_argument("--images", default=str(KODAK4))
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--crop", type=int, default=256, help="top-left crop (0 = whole images)")
@@ -243,18 +235,19 @@ def main(argv: list[str] | None = None):
     args = parser.parse_args(argv)
     images = load_images(args.images, args.crop, args.limit)
     per_codec = {}
-    for codec_name in args.codecs:
+    for codec_name, build in codecs_to_measure(args.codecs, args.checkpoints, args.fit_steps, args.paper,
+                                               args.device):
         try:
-            per_codec[codec_name] = measure_codec(codec_name, images, args.knob_points, args.fit_steps,
-                                                  args.paper, args.device, tuple(args.scale_levels))
+            per_codec[codec_name] = measure_codec(build(), images, args.knob_points, tuple(args.scale_levels))
         except Exception as exc:  # one broken codec must not hide the others' figures
             per_codec[codec_name] = {"error": f"{type(exc).__name__}: {exc}"}
             print(f"{codec_name:32s} FAILED: {per_codec[codec_name]['error']}")
             continue
         loss = per_codec[codec_name]["losses"]
         print(f"{codec_name:32s} " + "  ".join(f"{k} {_pct(v)}" for k, v in loss.items()))
-    path = write_json(args.name, {"target_ratio": TARGET, "crop": args.crop, "fit_steps": args.fit_steps,
-                                  "paper_size": args.paper, "device": args.device,
+    path = write_json(args.name, {"target_ratio": TARGET, "crop": args.crop,
+                                  "fit_steps": None if args.checkpoints else args.fit_steps,
+                                  "checkpoints": args.checkpoints, "paper_size": args.paper, "device": args.device,
                                   "codecs": per_codec, "markdown": markdown(per_codec)})
     print(f"results: {path}")
     return path

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
-from benchmarks.codecs import KODAK4, build_bench_codec, load_images, quick_fit, summarise
+from benchmarks.codecs import KODAK4, codecs_to_measure, load_images, summarise
 from benchmarks.common import write_json
 from ctrlic.codecs.codec import Codec
 from ctrlic.codecs.rate_search import search_target
-from ctrlic.lightning_modules.checkpoint import open_codec
 
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 #: targets beyond the reachable range: half the lowest rate, 1.5× the highest
@@ -92,31 +90,12 @@ def markdown(per_codec: dict) -> str:
     return "Rate control, relative bpp error median/max and median encodes: " + "; ".join(parts)
 
 
-def _trained(path: str) -> Codec:
-    codec = open_codec(path)
-    codec.prepare()
-    return codec
-
-
-def _fitted(name: str, steps: int) -> Codec:
-    codec = build_bench_codec(name)
-    quick_fit(codec, steps)
-    return codec
-
-
-def codecs_to_measure(args: argparse.Namespace):
-    """(name, builder) for the trained checkpoints, else for the registry's codecs briefly fitted."""
-    if args.checkpoints:
-        return [(Path(p).resolve().parents[1].name, lambda p=p: _trained(p)) for p in args.checkpoints]
-    return [(name, lambda name=name: _fitted(name, args.fit_steps)) for name in args.codecs]
-
-
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codecs", nargs="+", default=list(CONTROLLABLE),
                         help="controllable codecs of benchmarks/codecs.py")
     parser.add_argument("--checkpoints", nargs="+", help="trained controllable models instead (ctrlic checkpoints "
-                        "or exported codecs; named after the run folder)")
+                        "or exported codecs; named <sweep>/<run>)")
     parser.add_argument("--images", default=str(KODAK4))
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--crop", type=int, default=256, help="top-left crop (0 = whole images)")
@@ -131,7 +110,7 @@ def main(argv: list[str] | None = None):
     args = parser.parse_args(argv)
     images = load_images(args.images, args.crop, args.limit)
     per_codec = {}
-    for codec_name, build in codecs_to_measure(args):
+    for codec_name, build in codecs_to_measure(args.codecs, args.checkpoints, args.fit_steps):
         try:
             codec = build()
             rows = [row for name, x in images for row in search_grid(codec, name, x, args.fractions, args.tolerance,

@@ -22,7 +22,14 @@ from benchmarks import (
     run_replications,
     train_step,
 )
-from benchmarks.codecs import BenchmarkInputError, build_bench_codec, knob_points, load_images, random_crops
+from benchmarks.codecs import (
+    BenchmarkInputError,
+    build_bench_codec,
+    codecs_to_measure,
+    knob_points,
+    load_images,
+    random_crops,
+)
 from ctrlic.codecs.control.base import KnobError
 from ctrlic.evaluation.references import load_reference_curves
 from ctrlic.metrics.quality import bits_per_pixel
@@ -74,6 +81,17 @@ def test_exact_ideal_of_a_channel_wise_model_is_forwards_rate(crop64):
     codec.prepare()
     y = coding_overhead.measure(codec, "kodim01", crop64, {"alpha": 1.0})["sections"]["y"]
     assert y["exact"] == pytest.approx(y["forward"], rel=1e-5)
+
+
+def test_overhead_measures_a_trained_checkpoint_named_after_its_run(calice_smoke_run, crop64):
+    ckpt = calice_smoke_run / "checkpoints" / "last.ckpt"
+    [(name, build)] = codecs_to_measure(["stf"], [str(ckpt)], fit_steps=10)
+    assert name == f"{calice_smoke_run.parent.name}/{calice_smoke_run.name}"
+    codec = build()
+    assert not any(p.grad is not None for p in codec.parameters())  # loaded, not fitted
+    result = coding_overhead.measure_codec(codec, [("kodim01", crop64)], 2, finer=(256,))
+    assert [r["knobs"]["alpha"] for r in result["rows"]] == [1.0, 0.0]
+    assert result["finer_tables"]["256"]["saving_median"] is not None and result["losses"]["model_mismatch"]
 
 
 def test_overhead_of_a_lossless_codec_is_exact_and_near_its_ideal(crop64):
