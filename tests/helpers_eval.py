@@ -43,8 +43,8 @@ def images() -> list[dict]:
 
 def settings(**changes) -> SweepSettings:
     """Two knob settings of the α-adapters, one torch thread, no report (it is not what is compared)."""
-    return SweepSettings(points=[{"alpha": 0.0}, {"alpha": 1.0}], threads=1, report={"enabled": False},
-                         save_bitstreams=False, bd_reference=None, **changes)
+    return SweepSettings(**{"points": [{"alpha": 0.0}, {"alpha": 1.0}], "threads": 1, "report": {"enabled": False},
+                            "save_bitstreams": False, "bd_reference": None, **changes})
 
 
 def codec():

@@ -155,6 +155,7 @@ def scene(models, tmp_path_factory) -> Scene:  # noqa: F811
     s.add("eval missing data", "eval", *m, "--data", root / "nowhere", "--out", root / "ev")
     s.add("eval shard 2/2", "eval", *m, "--data", mixed, "--out", root / "ev", "--shard", "2/2")
     s.add("eval workers 0", "eval", *m, "--data", mixed, "--out", root / "ev", "--workers", "0")
+    s.add("eval scale levels 8", "eval", *m, "--data", mixed, "--out", root / "ev", "--scale-levels", "8")
     s.add("eval nothing readable", "eval", *m, "--data", unreadable, "--out", root / "ev")
     s.add("eval skips a file", "eval", *m, "--data", mixed, "--out", root / "ev_mixed", "--max-points", "1")
     s.run(umask=0o022)
@@ -245,8 +246,9 @@ def test_eval_arguments_and_messages_speak_cli(scene):
     assert_one_error_line(scene["eval nothing readable"], "none of the 1 images in --data")
     assert_one_error_line(scene["eval shard 2/2"], "--shard 2/2: write it as I/N with 0 <= I < N")
     assert_one_error_line(scene["eval workers 0"], "--workers 0: give at least 1 coding process")
+    assert_one_error_line(scene["eval scale levels 8"], "--scale-levels 8: choose between 64")
     for label in ("eval out is a file", "eval crop 0", "eval missing data", "eval nothing readable", "eval shard 2/2",
-                  "eval workers 0"):
+                  "eval workers 0", "eval scale levels 8"):
         assert "data." not in scene[label].stderr and "=/path" not in scene[label].stderr  # no Hydra keys
     mixed = scene["eval skips a file"]
     assert mixed.code == 0, mixed.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ctrlic.codecs import bitstream
 from ctrlic.evaluation.evaluate import EmptySetError, MergeModeError, evaluate
 from ctrlic.evaluation.records import RECORDS, RecordStore
 from ctrlic.evaluation.sharding import ShardError, parse_shard, plan
@@ -119,6 +120,19 @@ def test_records_of_another_model_are_not_reused(one_worker, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="ctrlic"):
         evaluate(other, {"crops": images()}, tmp_path, settings(records=str(one_worker / RECORDS), merge="never"))
     assert "8 record(s) coded, 0 reused" in caplog.text
+
+
+def test_a_finer_scale_table_is_an_evaluation_setting_of_its_own(one_worker, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="ctrlic"):
+        finer = evaluate(codec(), {"crops": images()}, tmp_path, settings(records=str(one_worker / RECORDS),
+                                                                        scale_levels=256, save_bitstreams=True))
+    assert "8 record(s) coded, 0 reused" in caplog.text  # the 64-level records are not its own
+    results, default = finer["crops"], comparable(one_worker)[0]
+    assert results["meta"]["scale_levels"] == 256 and default["meta"]["scale_levels"] == 64
+    files = sorted((tmp_path / "bitstreams").rglob("*.ctl"))
+    assert len(files) == 8 and all(bitstream.unpack(f.read_bytes())[0].extras["sl"] == 256 for f in files)
+    assert results["results"]["bpp"] != default["results"]["bpp"]
+    assert results["results"]["psnr-rgb"] == default["results"]["psnr-rgb"]  # the same symbols, decoded the same
 
 
 def test_a_killed_evaluation_codes_only_the_missing_records_when_run_again(one_worker, tmp_path, caplog):

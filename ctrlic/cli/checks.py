@@ -29,6 +29,12 @@ def arguments(args: argparse.Namespace) -> None:
             raise CLIError(f"--max-encodes {args.max_encodes}: a target search needs at least 2 encodes")
         if args.tile is not None and args.tile < 0:
             raise CLIError(f"--tile {args.tile}: give a positive tile size, or 0 to code images whole")
+    if args.command in ("compress", "eval"):
+        from ctrlic.codecs.entropy.scale_table import LEVELS, MAX_LEVELS
+
+        if not LEVELS <= args.scale_levels <= MAX_LEVELS:
+            raise CLIError(f"--scale-levels {args.scale_levels}: choose between {LEVELS} (CompressAI's table) and "
+                           f"{MAX_LEVELS}")
     if args.command in ("compress", "decompress") and args.max_pixels < 1:
         raise CLIError(f"--max-pixels {args.max_pixels}: give a positive number of pixels")
     if args.command == "eval":

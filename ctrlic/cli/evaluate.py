@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> None:
     name = data.resolve().name or "images"
     images = EvalImages(files, root, args.crop)
     settings = SweepSettings(max_points=args.max_points, save_bitstreams=args.keep_bitstreams, padding=args.pad,
+                             scale_levels=args.scale_levels,
                              workers=args.workers, shard=args.shard, threads=args.threads,
                              extra_meta={"checkpoint": str(args.model)})
     outputs = evaluate(codec, {name: images}, args.out, settings)

@@ -90,10 +90,14 @@ def _add_compress(commands: argparse._SubParsersAction) -> None:
     _add_output_options(p)
     _add_trust_option(p)
     _add_padding_option(p)
-    p.add_argument("--scale-levels", type=int, default=64,
-                   help="Gaussian scale-table size (64: CompressAI's; e.g. 256 saves bits; recorded in the file)")
+    _add_scale_levels_option(p)
     _add_knob_options(p)
     p.set_defaults(command_module="compress")
+
+
+def _add_scale_levels_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scale-levels", type=int, default=64,
+                        help="Gaussian scale-table size (64: CompressAI's; e.g. 256 saves bits; recorded in the file)")
 
 
 def _add_padding_option(parser: argparse.ArgumentParser) -> None:
@@ -141,4 +145,5 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
                    help="torch threads per coding process (1: results bit-identical across worker and shard counts)")
     _add_trust_option(p)
     _add_padding_option(p)
+    _add_scale_levels_option(p)
     p.set_defaults(command_module="evaluate")

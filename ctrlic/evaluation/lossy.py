@@ -185,6 +185,7 @@ def merge_set(codec: Codec, job: SetJob, n_images: int,
         "weights_fingerprint": codec.fingerprint.hex(),
         "padding": codec.options.padding.spec,  # codecs/padding.py: [centre-]{replicate|zero}:multiple
         "entropy_tables": codec.entropy_tables,  # "checkpoint <digest>" or "rebuilt"
+        "scale_levels": codec.options.scale_levels,  # Gaussian scale-table size (64: CompressAI's)
         "knobs": [k.name for k in codec.knobs],
         "points": points,
         "num_images": n_images,

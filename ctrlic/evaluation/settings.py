@@ -31,6 +31,7 @@ class SweepSettings:
     report: dict | None = None  # report.html: images, thumb_size, ... (evaluation.report_assets.ReportSettings)
     padding: str | None = None  # e.g. "centre-zero:128" (the authors' scripts); None: the codec's (ours: replicate)
     entropy_tables: str | None = None  # "checkpoint" or "rebuild" (codecs/entropy/tables.py); None: the codec's
+    scale_levels: int | None = None  # Gaussian scale-table size (codecs/entropy/scale_table.py); None: the codec's
     workers: int | None = 1  # coding processes on this machine (None: one per GPU when GPUs are present, else 1)
     shard: str | None = None  # "i/n": this job codes every n-th image from the i-th (a multirun over i = 0..n-1)
     records: str | None = None  # per-image records (None: <output>/records; sharded multiruns share the sweep's)
@@ -40,7 +41,8 @@ class SweepSettings:
 
     def coding_options(self) -> dict[str, str]:
         """The codec options this evaluation sets (``Codec.set_options``)."""
-        return {k: v for k, v in (("padding", self.padding), ("tables", self.entropy_tables)) if v is not None}
+        return {k: v for k, v in (("padding", self.padding), ("tables", self.entropy_tables),
+                                  ("scale_levels", self.scale_levels)) if v is not None}
 
 
 @dataclass
