@@ -130,6 +130,8 @@ def test_eval_writes_the_rd_sweep_results(models, tmp_path, home):  # noqa: F811
     last = ctrlic("eval", *common, "--shard", "0/2", "--workers", "2", "--out", tmp_path / "shards", home=home)
     assert last.returncode == 0 and "point 1:" in last.stdout, last.stderr
     assert comparable(tmp_path / "shards") == comparable(tmp_path / "ev")
+    again = ctrlic("eval", *common, "--shard", "1/2", "--out", tmp_path / "shards", home=home)
+    assert again.returncode == 0 and "point 1:" in again.stdout and "last shard" not in again.stdout, again.stderr
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import torch
 from ctrlic.codecs import bitstream
 from ctrlic.evaluation.evaluate import EmptySetError, MergeModeError, evaluate
 from ctrlic.evaluation.records import RECORDS, RecordStore
+from ctrlic.evaluation.results import load_results
 from ctrlic.evaluation.sharding import ShardError, parse_shard, plan
 from ctrlic.metrics.distribution import PatchFID, PatchKID, fid_kid, patch_features
 from ctrlic.metrics.quality import to_8bit
@@ -101,10 +102,13 @@ def test_two_shards_give_the_results_of_one_once_both_are_done(one_worker, tmp_p
     second = evaluate(codec(), {"crops": images()}, shared, settings(shard="1/2"))
     assert set(second) == {"crops"}
     assert comparable(shared) == comparable(one_worker)
-    # a shard rerun after the merge codes and merges nothing again
+    # a shard rerun after the merge codes and merges nothing again, and answers with the merged results
     caplog.clear()
+    written = (shared / "results.json").stat().st_mtime_ns
     with caplog.at_level(logging.INFO, logger="ctrlic"):
-        assert evaluate(codec(), {"crops": images()}, shared, settings(shard="1/2")) == {}
+        again = evaluate(codec(), {"crops": images()}, shared, settings(shard="1/2"))
+    assert again == {"crops": load_results(shared / "results.json")} and again["crops"]["results"]["bpp"]
+    assert (shared / "results.json").stat().st_mtime_ns == written
     assert "0 record(s) coded, 4 reused" in caplog.text and "another shard merged these records" in caplog.text
     # a merge of the same records anywhere else gives the same files
     evaluate(codec(), {"crops": images()}, tmp_path / "merged", settings(merge="only", records=str(store.root)))

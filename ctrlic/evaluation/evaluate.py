@@ -23,7 +23,7 @@ from ctrlic.evaluation.files import set_file, write_csv
 from ctrlic.evaluation.loggers import log_report, log_results
 from ctrlic.evaluation.records import RECORDS, RecordStore, SetJob, codec_key, digest
 from ctrlic.evaluation.report import build_report
-from ctrlic.evaluation.results import write_results
+from ctrlic.evaluation.results import load_results, write_results
 from ctrlic.evaluation.settings import SweepSettings, sweep_points
 from ctrlic.utils.threads import torch_threads
 
@@ -45,7 +45,7 @@ def evaluate(codec: Codec, sets: Mapping[str, Sequence[Mapping]], out_dir: str |
 
     ``sets`` maps names to indexable collections (or DataLoaders over them) of ``{"x": (1, 3, H, W) or
     (3, H, W), "name": str}`` items. Returns {} when this job merges nothing (``eval.merge=never``, or other
-    shards' records are still missing).
+    shards' records are still missing); a shard run again after the merge returns the merged results.
     """
     shard = _checked(settings)
     _check_sets(sets)
@@ -84,12 +84,20 @@ def _evaluate(codec: Codec, sets: Mapping[str, Sequence[Mapping]], out_dir: Path
                      "shards not done?): no results yet; the last shard to finish merges them, or merge later with "
                      "eval.merge=only", sum(missing.values()), store.root)
             return {}
-        if shard[1] > 1 and settings.merge == "auto" and store.merged(state):
+        done = shard[1] > 1 and settings.merge == "auto" and store.merged(state)
+        merged = _merged_results(datasets, out_dir) if done else None
+        if merged is not None:
             log.info("another shard merged these records already: the results are in %s", out_dir)
-            return {}
+            return merged
         outputs = _merge(kind, codec, sets, datasets, jobs, out_dir, settings, list(loggers), step)
         store.mark_merged(state)
         return outputs
+
+
+def _merged_results(datasets: Mapping, out_dir: Path) -> dict[str, dict] | None:
+    """The results an earlier merge of the same records wrote (None if one of its files is gone: merge again)."""
+    paths = {name: set_file(out_dir, "results", ".json", n, name) for n, name in enumerate(datasets)}
+    return {name: load_results(path) for name, path in paths.items()} if all(p.is_file() for p in paths.values()) else None
 
 
 def _checked(settings: SweepSettings) -> tuple[int, int]:
