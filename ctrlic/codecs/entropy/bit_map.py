@@ -9,7 +9,9 @@ unchanged; the recorder lives in a context variable, not on the backbone (copies
 Where a hook also gets the model's own probabilities (the Gaussian scales, the bottleneck's density, a
 lossless model's float pmfs), the recorder sums per stream the ideal code lengths under them too
 (``ideals``): ``exact`` under the exact probabilities, ``table`` under the Gaussian whose scale is the
-scale-table entry the coder picked. The coder's own tables give ``stream_bits``; the file gives the rest.
+scale-table entry the coder picked (both floored at the model's likelihood bound, as ``forward`` does), and
+for Gaussian streams the escaped symbols' count and bits apart. The coder's own tables give
+``stream_bits``; the file gives the rest.
 """
 
 from __future__ import annotations
@@ -152,10 +154,10 @@ def gaussian_ideals(conditional, symbols: Tensor, indexes: Tensor, scales: Tenso
     floor, flat = likelihood_floor(conditional), symbols.reshape(-1).cpu()
     exact = gaussian_bits(flat, conditional.lower_bound_scale(scales.detach()).reshape(-1).cpu(), floor)
     table = gaussian_bits(flat, conditional.scale_table.double().cpu()[indexes.reshape(-1).long().cpu()], floor)
-    out = escape.reshape(-1)
-    return {"exact": float(exact.sum()), "table": float(table.sum()), "escapes": float(out.sum()),
-            "coded_escaped": float(coded.reshape(-1)[out].sum()), "table_escaped": float(table[out].sum()),
-            "exact_escaped": float(exact[out].sum())}
+    esc = escape.reshape(-1)
+    return {"exact": float(exact.sum()), "table": float(table.sum()), "escapes": float(esc.sum()),
+            "coded_escaped": float(coded.reshape(-1)[esc].sum()), "table_escaped": float(table[esc].sum()),
+            "exact_escaped": float(exact[esc].sum())}
 
 
 def _tables(model) -> tuple[Tensor, Tensor, Tensor]:
