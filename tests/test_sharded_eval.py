@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -31,7 +32,14 @@ from tests.test_metrics_perceptual import TinyFeatures
 def one_worker(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("one_worker")
     evaluate(codec(), {"crops": images()}, out, settings())
+    shutil.copytree(out / RECORDS, out / "pristine_records")  # tests below write into the records; copy these
     return out
+
+
+def records_copy(one_worker: Path, to: Path) -> str:
+    """A copy of the one-worker run's records as it wrote them."""
+    shutil.copytree(one_worker / "pristine_records", to)
+    return str(to)
 
 
 def test_shards_split_the_images_of_all_sets_between_them():
@@ -122,14 +130,26 @@ def test_records_of_another_model_are_not_reused(one_worker, tmp_path, caplog):
         p.data.mul_(2)
     other.prepare()
     with caplog.at_level(logging.INFO, logger="ctrlic"):
-        evaluate(other, {"crops": images()}, tmp_path, settings(records=str(one_worker / RECORDS), merge="never"))
+        evaluate(other, {"crops": images()}, tmp_path, settings(records=records_copy(one_worker, tmp_path / "records"),
+                                                                merge="never"))
     assert "8 record(s) coded, 0 reused" in caplog.text
+
+
+def test_a_merge_refuses_records_of_an_image_that_changed_since(one_worker, tmp_path):
+    changed = images()
+    changed[2]["x"] = changed[2]["x"].flip(-1)  # same name, other content
+    records = records_copy(one_worker, tmp_path / "records")
+    with pytest.raises(MergeModeError, match="1 image\\(s\\) have no records .* of these images"):
+        evaluate(codec(), {"crops": changed}, tmp_path, settings(merge="only", records=records))
+    assert not (tmp_path / "results.json").exists()
+    evaluate(codec(), {"crops": images()}, tmp_path, settings(merge="only", records=records))
+    assert comparable(tmp_path) == comparable(one_worker)
 
 
 def test_a_finer_scale_table_is_an_evaluation_setting_of_its_own(one_worker, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="ctrlic"):
-        finer = evaluate(codec(), {"crops": images()}, tmp_path, settings(records=str(one_worker / RECORDS),
-                                                                        scale_levels=256, save_bitstreams=True))
+        finer = evaluate(codec(), {"crops": images()}, tmp_path, settings(
+            records=records_copy(one_worker, tmp_path / "records"), scale_levels=256, save_bitstreams=True))
     assert "8 record(s) coded, 0 reused" in caplog.text  # the 64-level records are not its own
     results, default = finer["crops"], comparable(one_worker)[0]
     assert results["meta"]["scale_levels"] == 256 and default["meta"]["scale_levels"] == 64

@@ -75,12 +75,14 @@ def _evaluate(codec: Codec, sets: Mapping[str, Sequence[Mapping]], out_dir: Path
         return {}
     state = digest({"out": str(out_dir.resolve()), "sets": {name: [keys, len(data)] for name, data in datasets.items()}})
     with store.merge_lock():
-        missing = {name: jobs[name].missing(len(data)) for name, data in datasets.items()}
+        missing = {name: jobs[name].missing(data) for name, data in datasets.items()}
         if any(missing.values()) and settings.merge == "only":
             raise MergeModeError(f"eval.merge=only: {sum(missing.values())} image(s) have no records in {store.root} "
-                                 "made by this model with these settings: run the shards that code them first")
+                                 "made by this model with these settings of these images: run the shards that code "
+                                 "them first")
         if any(missing.values()):
-            log.info("records of %d image(s) are missing in %s, or were made by another model or settings (other "
+            log.info("records of %d image(s) are missing in %s, or were made by another model or settings or of other "
+                     "image content (other "
                      "shards not done?): no results yet; the last shard to finish merges them, or merge later with "
                      "eval.merge=only", sum(missing.values()), store.root)
             return {}

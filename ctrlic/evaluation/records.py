@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ctrlic.codecs.codec import Codec
+from ctrlic.evaluation.files import unpack_item
 
 #: the records folder inside an evaluation's output folder (unless ``eval.records`` names another)
 RECORDS = "records"
@@ -145,10 +146,15 @@ class SetJob:
     out_dir: Path  # bitstreams go under it (``files.bitstream_file``)
     keep_bitstreams: bool
 
-    def missing(self, n_images: int) -> int:
-        """How many images of the set lack a current record at some knob setting (0: ready to merge)."""
+    def missing(self, data) -> int:
+        """How many images of ``data`` (the set's items) lack a current record at some knob setting: none, one
+        made by another codec or settings, or one made of other image content (0: ready to merge)."""
         missing = 0
-        for index in range(n_images):
+        for index in range(len(data)):
             records = [self.store.read(self.store.point_path(self.set_name, index, i)) for i in range(len(self.points))]
-            missing += any(r is None or r.get("key") != key for r, key in zip(records, self.keys, strict=True))
+            if any(r is None or r.get("key") != key for r, key in zip(records, self.keys, strict=True)):
+                missing += 1
+                continue
+            digest = image_digest(unpack_item(data[index])[0])
+            missing += any(r.get("digest") != digest for r in records)
         return missing
