@@ -33,6 +33,7 @@ from benchmarks.codecs import (
 from ctrlic.codecs.control.base import KnobError
 from ctrlic.evaluation.references import load_reference_curves
 from ctrlic.metrics.quality import bits_per_pixel
+from tests.helpers_schemes import tiny_codec
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +75,15 @@ def test_overhead_splits_every_section_into_coder_tables_scale_table_and_model(c
     assert row["psnr_decoded"] is not None and not row["decoded_exact"]
 
 
-def test_exact_ideal_of_a_channel_wise_model_is_forwards_rate(crop64):
+@pytest.mark.parametrize(("make", "knobs"), [(lambda: build_bench_codec("stf+alpha_adapters"), {"alpha": 1.0}),
+                                             (lambda: tiny_codec("stf", "qvrf"), {"a": 3.7})], ids=["alpha", "qvrf"])
+def test_exact_ideal_of_a_channel_wise_model_is_forwards_rate(make, knobs, crop64):
     # STF codes the same round(y − μ) that forward rates: only the likelihood floor (1e-9) could part them,
-    # and the ideals apply it (an untrained model's outliers would otherwise cost ~1000 bits each)
-    codec = build_bench_codec("stf+alpha_adapters")
+    # and the ideals apply it (an untrained model's outliers would otherwise cost ~1000 bits each); QVRF
+    # codes (y − μ)·a under the scale σ·a
+    codec = make()
     codec.prepare()
-    y = coding_overhead.measure(codec, "kodim01", crop64, {"alpha": 1.0})["sections"]["y"]
+    y = coding_overhead.measure(codec, "kodim01", crop64, knobs)["sections"]["y"]
     assert y["exact"] == pytest.approx(y["forward"], rel=1e-5)
 
 
