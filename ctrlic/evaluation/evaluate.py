@@ -81,10 +81,9 @@ def _evaluate(codec: Codec, sets: Mapping[str, Sequence[Mapping]], out_dir: Path
                                  "made by this model with these settings of these images: run the shards that code "
                                  "them first")
         if any(missing.values()):
-            log.info("records of %d image(s) are missing in %s, or were made by another model or settings or of other "
-                     "image content (other "
-                     "shards not done?): no results yet; the last shard to finish merges them, or merge later with "
-                     "eval.merge=only", sum(missing.values()), store.root)
+            log.info("records of %d image(s) are missing in %s, or were made by another model or settings or of "
+                     "other image content (other shards not done?): no results yet; the last shard to finish merges "
+                     "them, or merge later with eval.merge=only", sum(missing.values()), store.root)
             return {}
         done = shard[1] > 1 and settings.merge == "auto" and store.merged(state)
         merged = _merged_results(datasets, out_dir) if done else None
