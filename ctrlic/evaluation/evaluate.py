@@ -75,7 +75,9 @@ def _evaluate(codec: Codec, sets: Mapping[str, Sequence[Mapping]], out_dir: Path
         return {}
     state = digest({"out": str(out_dir.resolve()), "sets": {name: [keys, len(data)] for name, data in datasets.items()}})
     with store.merge_lock():
-        missing = {name: jobs[name].missing(data) for name, data in datasets.items()}
+        # this job checked the content of the images it coded; a merge of others' records reads them again
+        others = settings.merge == "only" or shard[1] > 1
+        missing = {name: jobs[name].missing(data, check_content=others) for name, data in datasets.items()}
         if any(missing.values()) and settings.merge == "only":
             raise MergeModeError(f"eval.merge=only: {sum(missing.values())} image(s) have no records in {store.root} "
                                  "made by this model with these settings of these images: run the shards that code "
