@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ctrlic.codecs.entropy.gaussian import ScaledGaussianConditional
+from ctrlic.codecs.entropy.gaussian import coding_scales
 
 #: CompressAI's rANS: probabilities in 1/2**16; out-of-table values escape to raw 4-bit bypass groups
 RANS_PRECISION = 16
@@ -153,10 +153,9 @@ def gaussian_ideals(conditional, symbols: Tensor, indexes: Tensor, scales: Tenso
     """Ideal bits of symbols coded by a ``GaussianConditional``: under the exact (lower-bounded) scales and
     under the scale-table entries the coder picked (``indexes``), both with the model's likelihood floor; and,
     apart, the escaped symbols' share of the coded, table and exact bits and their count."""
-    if isinstance(conditional, ScaledGaussianConditional):  # QVRF codes (y − μ)·a under σ·a
-        scales = conditional.coding_scales(scales)
     floor, flat = likelihood_floor(conditional), symbols.reshape(-1).cpu()
-    exact = gaussian_bits(flat, conditional.lower_bound_scale(scales.detach()).reshape(-1).cpu(), floor)
+    scales = conditional.lower_bound_scale(coding_scales(conditional, scales.detach()))  # QVRF: σ·a
+    exact = gaussian_bits(flat, scales.reshape(-1).cpu(), floor)
     table = gaussian_bits(flat, conditional.scale_table.double().cpu()[indexes.reshape(-1).long().cpu()], floor)
     esc = escape.reshape(-1)
     return {"exact": float(exact.sum()), "table": float(table.sum()), "escapes": float(esc.sum()),

@@ -94,6 +94,11 @@ class ScaledGaussianConditional(GaussianConditional):
         return super().build_indexes(self.coding_scales(scales))
 
 
+def coding_scales(conditional: GaussianConditional, scales: Tensor) -> Tensor:
+    """The scales a conditional's coder codes under (before the lower bound): σ·a for QVRF's scaled one, else σ."""
+    return conditional.coding_scales(scales) if isinstance(conditional, ScaledGaussianConditional) else scales
+
+
 def straight_through(conditional: GaussianConditional, y: Tensor, means: Tensor) -> Tensor:
     """The channel-wise autoregressive coders' ŷ for training and the forward pass.
 

@@ -21,7 +21,7 @@ import torch
 from compressai.entropy_models import GaussianConditional
 from torch import Tensor, nn
 
-from ctrlic.codecs.entropy.gaussian import ScaledGaussianConditional
+from ctrlic.codecs.entropy.gaussian import coding_scales
 from ctrlic.errors import UserError
 
 #: CompressAI's table (compressai.models.base.get_scale_table): 64 scales, log-spaced over [0.11, 256]
@@ -39,10 +39,8 @@ class ScaleTableError(UserError):
 
 def scale_indexes(conditional, scales: Tensor) -> Tensor:
     """int32 CDF indexes of ``scales`` under ``conditional``'s table (``build_indexes``, faster); QVRF's
-    scaled conditional codes on the scale σ·a (``ScaledGaussianConditional.coding_scales``)."""
-    if isinstance(conditional, ScaledGaussianConditional):
-        scales = conditional.coding_scales(scales)
-    scales = conditional.lower_bound_scale(scales)
+    scaled conditional codes on the scale σ·a (``gaussian.coding_scales``)."""
+    scales = conditional.lower_bound_scale(coding_scales(conditional, scales))
     table = conditional.scale_table[:-1]
     dtype = torch.promote_types(scales.dtype, table.dtype)
     return torch.bucketize(scales.to(dtype), table.to(dtype), out_int32=True)
